@@ -1,0 +1,383 @@
+"""The job model: statuses, a job's definition and record, validation of job contexts, transitions.
+
+Only data lives here (no processes, no files), so that the manager, the supervisor and
+the state file all share one definition of what a job is.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import graphlib
+import math
+import os
+import shlex
+import time
+from collections import Counter
+from datetime import datetime
+from typing import Any, Iterable
+
+DATE_FORMAT = "%Y/%m/%d %H:%M:%S.%f"
+DEFAULT_KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when a job's tree is killed
+
+
+class JobRunningStatus(enum.IntEnum):
+    Ready = 0  # not started (yet): waiting for its dependencies, a worker, or a rerun
+    Running = 1  # an attempt is running, or the job waits for its next retry
+    Completed = 2  # the command exited; exitCode says how
+    RetryOut = 3  # every attempt timed out
+    Cancelled = 4  # cancel() stopped it, or stopped it from starting
+    Interrupted = 5  # the batch was stopped (Ctrl-C, owner died) while it ran; a resume runs it again
+
+
+FINISHED = frozenset({JobRunningStatus.Completed, JobRunningStatus.RetryOut, JobRunningStatus.Cancelled})
+
+# Every status change goes through transition(); anything not listed here is a bug.
+ALLOWED = {
+    JobRunningStatus.Ready: {JobRunningStatus.Running, JobRunningStatus.Cancelled},
+    JobRunningStatus.Running: {
+        JobRunningStatus.Running,  # the next attempt of a retried job
+        JobRunningStatus.Completed,
+        JobRunningStatus.RetryOut,
+        JobRunningStatus.Cancelled,
+        JobRunningStatus.Interrupted,
+    },
+    JobRunningStatus.Completed: {JobRunningStatus.Ready},
+    JobRunningStatus.RetryOut: {JobRunningStatus.Ready},
+    JobRunningStatus.Cancelled: {JobRunningStatus.Ready},
+    JobRunningStatus.Interrupted: {JobRunningStatus.Ready},
+}
+
+CONTEXT_KEYS = (
+    "id", "commandLine", "waiting", "waits", "timeout", "retry", "delay", "backoff",
+    "cwd", "env", "shell", "killGrace",
+)
+# The fields that define what a job does: a resumed job is skipped only if all are unchanged.
+DEFINITION_FIELDS = (
+    "commandLine", "waiting", "timeout", "retry", "delay", "backoff", "cwd", "env", "shell", "killGrace",
+)
+MAX_ID_LENGTH = 200  # leaves room for ".log" within the usual 255-byte file-name limit
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobDefinition:
+    """What to run, validated. Field names are the job-context keys."""
+
+    id: str
+    commandLine: str | list[str]
+    waiting: list[str]
+    timeout: float | None = None
+    retry: int = 0
+    delay: float = 0
+    backoff: float = 1
+    cwd: str | None = None
+    env: dict[str, str] | None = None
+    shell: bool = False
+    killGrace: float = DEFAULT_KILL_GRACE
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in DEFINITION_FIELDS}
+
+    @classmethod
+    def from_json(cls, job_id: str, data: dict[str, Any]) -> JobDefinition:
+        return cls(id=job_id, **{name: data[name] for name in DEFINITION_FIELDS if name in data})
+
+    def argv(self) -> str | list[str]:
+        """What the worker passes to subprocess: a list on POSIX, the string itself on Windows."""
+        if isinstance(self.commandLine, list) or self.shell or os.name == "nt":
+            return self.commandLine
+        return shlex.split(self.commandLine)
+
+    def retry_wait(self, retry_number: int) -> float:
+        """Seconds to wait before retry k (k = 1..retry): delay * backoff**(k-1)."""
+        return self.delay * self.backoff ** (retry_number - 1)
+
+
+@dataclasses.dataclass(slots=True)
+class JobRecord:
+    """A job's definition plus what happened to it: one entry of the state file's "jobs"."""
+
+    definition: JobDefinition
+    runningStatus: JobRunningStatus = JobRunningStatus.Ready
+    exitCode: int | None = None
+    attempts: int = 0
+    startDateTime: str | None = None
+    finishDateTime: str | None = None
+    elapsedSeconds: float | None = None
+    startTimestamp: float | None = None  # time.time() at the first attempt's start; not shown in reports
+    pid: int | None = None
+    reason: str | None = None
+    resumed: bool = False
+
+    STATE_FIELDS = (
+        "runningStatus", "exitCode", "retried", "attempts", "startDateTime", "finishDateTime",
+        "elapsedSeconds", "startTimestamp", "pid", "reason", "resumed",
+    )
+
+    @property
+    def id(self) -> str:
+        return self.definition.id
+
+    @property
+    def retried(self) -> int | None:
+        """Retries made; None when the job has no timeout (as documented) or has not run."""
+        if self.definition.timeout is None or self.attempts == 0:
+            return None
+        return self.attempts - 1
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.definition.to_json()
+        for name in self.STATE_FIELDS:
+            value = getattr(self, name)
+            data[name] = value.name if name == "runningStatus" else value
+        return data
+
+    @classmethod
+    def from_json(cls, job_id: str, data: dict[str, Any]) -> JobRecord:
+        record = cls(JobDefinition.from_json(job_id, data))
+        record.apply({name: data[name] for name in cls.STATE_FIELDS if name in data})
+        return record
+
+    def apply(self, update: dict[str, Any]) -> None:
+        """Apply a journal line or a state-file entry (field name -> JSON value)."""
+        for name, value in update.items():
+            if name == "runningStatus":
+                value = JobRunningStatus[value]
+            elif name not in self.STATE_FIELDS or name == "retried":
+                continue  # derived, or the job's id
+            setattr(self, name, value)
+
+    def report(self) -> dict[str, Any]:
+        """The documented per-job report (the key "runnigStatus" is spelled as documented)."""
+        return {
+            "runnigStatus": self.runningStatus.name,
+            "retried": self.retried,
+            "exitCode": self.exitCode,
+            "startDateTime": self.startDateTime,
+            "finishDateTime": self.finishDateTime,
+            "elapsedTime": format_elapsed(self.elapsedSeconds),
+        }
+
+    def failure(self) -> str | None:
+        """Why this job counts as an error, or None if it does not."""
+        status = self.runningStatus
+        if status == JobRunningStatus.Completed:
+            return None if self.exitCode == 0 else f"exit code {self.exitCode}"
+        if status in (JobRunningStatus.RetryOut, JobRunningStatus.Cancelled, JobRunningStatus.Interrupted):
+            return status.name
+        return None
+
+
+def transition(record: JobRecord, status: JobRunningStatus, **fields: Any) -> dict[str, Any]:
+    """Change a record's status (and other fields); returns the change as a journal line."""
+    if status not in ALLOWED[record.runningStatus]:
+        raise AssertionError(f"job {record.id!r}: transition {record.runningStatus.name} -> {status.name}")
+    update = {"runningStatus": status.name, **fields}
+    record.apply(update)
+    return {"id": record.id, **update}
+
+
+def reset_update() -> dict[str, Any]:
+    """The fields of a job that goes back to Ready (resume, rerun)."""
+    return {
+        "runningStatus": "Ready", "exitCode": None, "attempts": 0, "startDateTime": None,
+        "finishDateTime": None, "elapsedSeconds": None, "startTimestamp": None, "pid": None,
+        "reason": None, "resumed": False,
+    }
+
+
+def format_datetime(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).strftime(DATE_FORMAT)
+
+
+def format_elapsed(seconds: float | None) -> str | None:
+    """HH:MM:SS.ffffff with six fraction digits (the reference forgot to pad them)."""
+    if seconds is None:
+        return None
+    micros = max(0, round(seconds * 1_000_000))
+    whole, fraction = divmod(micros, 1_000_000)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}.{fraction:06d}"
+
+
+def now() -> float:
+    return time.time()
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+class _Problems:
+    """Collects validation problems so that one ValueError names every offending id."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, job: str, text: str) -> None:
+        self.lines.append(f"job {job}: {text}")
+
+    def raise_if_any(self, what: str) -> None:
+        if self.lines:
+            shown = self.lines[:20]
+            if len(self.lines) > 20:
+                shown.append(f"... and {len(self.lines) - 20} more")
+            raise ValueError(f"{what}:\n  " + "\n  ".join(shown))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _default_id(commandLine: Any) -> str | None:
+    """The base name of the first command-line argument, as documented."""
+    try:
+        first = commandLine[0] if isinstance(commandLine, list) else shlex.split(commandLine)[0]
+    except (ValueError, IndexError, TypeError):
+        return None
+    return os.path.basename(first) if isinstance(first, str) else None
+
+
+def id_problem(job_id: Any) -> str | None:
+    """Why an id cannot be used (it names the log file <dir>/<id>.log), or None."""
+    if not isinstance(job_id, str) or not job_id:
+        return f"id must be a non-empty string, not {job_id!r}"
+    if job_id in (".", "..") or "/" in job_id or "\\" in job_id or (os.altsep and os.altsep in job_id):
+        return "id must not contain a path separator or be '.' or '..' (it names the file <id>.log)"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in job_id):
+        return "id must not contain NUL or control characters (it names the file <id>.log)"
+    if len(job_id.encode()) > MAX_ID_LENGTH:
+        return f"id is longer than {MAX_ID_LENGTH} bytes (it names the file <id>.log)"
+    return None
+
+
+def _check_command(name: str, context: dict, problems: _Problems) -> str | list[str] | None:
+    command = context.get("commandLine")
+    shell = context.get("shell", False)
+    if command is None or command == "" or command == []:
+        problems.add(name, "commandLine is missing or empty; give the command to run")
+        return None
+    if isinstance(command, list):
+        if not all(isinstance(arg, str) for arg in command):
+            problems.add(name, "commandLine as a list must hold only strings")
+            return None
+        if shell:
+            problems.add(name, 'with "shell": true, commandLine must be one string')
+            return None
+        return list(command)
+    if not isinstance(command, str):
+        problems.add(name, f"commandLine must be a string or a list of strings, not {type(command).__name__}")
+        return None
+    if not shell and os.name != "nt":
+        try:
+            if not shlex.split(command):
+                problems.add(name, "commandLine is empty")
+                return None
+        except ValueError as error:
+            problems.add(name, f"commandLine cannot be split ({error}); fix the quoting or use a list")
+            return None
+    elif not command.strip():
+        problems.add(name, "commandLine is empty")
+        return None
+    return command
+
+
+def _check_number(name: str, context: dict, key: str, default: Any, problems: _Problems, *,
+                  integer: bool = False, positive: bool = False, optional: bool = False) -> Any:
+    value = context.get(key, default)
+    if value is None and optional:
+        return None
+    kind = "an integer" if integer else "a number"
+    ok = (isinstance(value, int) and not isinstance(value, bool)) if integer else _is_number(value)
+    if not ok or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        null = " or null" if optional else ""
+        problems.add(name, f"{key} must be {kind} {bound}{null}, not {value!r}")
+        return default
+    return value
+
+
+def _check_context(index: int, context: Any, problems: _Problems) -> JobDefinition | None:
+    if not isinstance(context, dict):
+        problems.add(f"#{index}", f"a job context must be a dict, not {type(context).__name__}")
+        return None
+    unknown = sorted(set(context) - set(CONTEXT_KEYS), key=str)
+    job_id = context.get("id")
+    if job_id is None or job_id == "":
+        job_id = _default_id(context.get("commandLine"))
+    name = repr(job_id) if isinstance(job_id, str) and job_id else f"#{index}"
+    if unknown:
+        problems.add(name, f"unknown key(s) {unknown}; the known keys are {list(CONTEXT_KEYS)}")
+    bad_id = id_problem(job_id)
+    if bad_id:
+        problems.add(name, bad_id)
+    command = _check_command(name, context, problems)
+
+    if "waiting" in context and "waits" in context and context["waiting"] != context["waits"]:
+        problems.add(name, 'give "waiting" or "waits" (the same thing), not both')
+    waiting = context.get("waiting", context.get("waits")) or []
+    if not isinstance(waiting, list) or not all(isinstance(w, str) for w in waiting):
+        problems.add(name, f"waiting must be a list of job ids (strings), not {waiting!r}")
+        waiting = []
+    timeout = _check_number(name, context, "timeout", None, problems, positive=True, optional=True)
+    retry = _check_number(name, context, "retry", 0, problems, integer=True)
+    delay = _check_number(name, context, "delay", 0, problems)
+    backoff = _check_number(name, context, "backoff", 1, problems)
+    kill_grace = _check_number(name, context, "killGrace", DEFAULT_KILL_GRACE, problems)
+    cwd = context.get("cwd")
+    if cwd is not None and not isinstance(cwd, str):
+        problems.add(name, f"cwd must be a directory path (string), not {cwd!r}")
+    env = context.get("env")
+    if env is not None and not (
+        isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+    ):
+        problems.add(name, f"env must map variable names to string values, not {env!r}")
+    shell = context.get("shell", False)
+    if not isinstance(shell, bool):
+        problems.add(name, f"shell must be true or false, not {shell!r}")
+    if bad_id or command is None:
+        return None
+    return JobDefinition(
+        id=job_id, commandLine=command, waiting=list(dict.fromkeys(waiting)), timeout=timeout,
+        retry=retry, delay=delay, backoff=backoff, cwd=cwd, env=env, shell=shell, killGrace=kill_grace,
+    )
+
+
+def parse_contexts(contexts: Iterable[dict[str, Any]]) -> list[JobDefinition]:
+    """Validate job contexts (the documented dicts) and return their definitions, in entry order.
+
+    Raises ValueError naming every offending id. Runs in linear time without recursion.
+    """
+    if isinstance(contexts, (str, bytes, dict)) or not isinstance(contexts, Iterable):
+        raise ValueError(f"jobContexts must be a list of dicts, not {type(contexts).__name__}")
+    problems = _Problems()
+    definitions = [_check_context(i, context, problems) for i, context in enumerate(contexts)]
+    problems.raise_if_any("invalid job contexts")
+    jobs: list[JobDefinition] = definitions  # type: ignore[assignment]  # None only with problems
+
+    for job_id, count in Counter(job.id for job in jobs).items():
+        if count > 1:
+            problems.add(repr(job_id), f"the id is used by {count} jobs; give each job its own \"id\"")
+    problems.raise_if_any("duplicate job ids")
+
+    known = {job.id for job in jobs}
+    for job in jobs:
+        unknown_waits = [w for w in job.waiting if w not in known]
+        if unknown_waits:
+            problems.add(repr(job.id), f"waits on unknown id(s) {unknown_waits}")
+    problems.raise_if_any("unknown ids in waiting")
+
+    find_cycle(jobs)
+    return jobs
+
+
+def find_cycle(jobs: list[JobDefinition]) -> None:
+    """Raise ValueError naming the ids on a cycle, if the waits have one (graphlib is iterative)."""
+    sorter = graphlib.TopologicalSorter({job.id: job.waiting for job in jobs})
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as error:
+        cycle = error.args[1]
+        raise ValueError(
+            "circular waits: " + " -> ".join(repr(job_id) for job_id in cycle)
+            + "; remove one of these waits"
+        ) from None

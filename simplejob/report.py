@@ -1,0 +1,11 @@
+"""Reports: plain dicts whose str() is the indented JSON the documentation shows."""
+from __future__ import annotations
+
+import json
+
+
+class Report(dict):
+    """A dict; print(report) shows it as indented JSON, as in the documentation."""
+
+    def __str__(self) -> str:
+        return json.dumps(self, indent=4, ensure_ascii=False)

@@ -1,0 +1,305 @@
+"""The state file: a JSON snapshot beside an append-only journal of transitions.
+
+    state.json          snapshot: {"schemaVersion", "generation", "journalOffset", "supervisor",
+                        "options", "jobs"}; one line per job
+    state.json.journal  first line {"schemaVersion", "generation"}; then one JSON object per line,
+                        {"id": ..., <changed fields>} or {"supervisor": {<changed fields>}}
+    state.json.lock     held (flock) by the supervisor that owns the batch
+
+A transition costs one appended line, not a rewrite of every job (which would make a batch
+quadratic). Each supervisor run (generation) starts a new journal; about once a second (less
+often when the snapshot is large, so that compaction stays a small share of the time) it
+writes a new snapshot that holds the journal up to journalOffset. The current state is the
+snapshot with the rest of the journal of the same generation applied; a journal of an older
+generation is already inside the snapshot and is ignored. Files are replaced by writing a
+temporary file and renaming it, so a reader never sees half a file, and a partial last journal
+line (a writer killed mid-write) is ignored. See docs/state-file.md.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import StateFileError
+from .model import JobRecord
+
+SCHEMA_VERSION = 1
+COMPACT_MIN_INTERVAL = 1.0  # seconds: the snapshot lags the journal by about this much
+COMPACT_COST_SHARE = 20  # wait at least this many times the last compaction's cost between two
+FSYNC_INTERVAL = 1.0  # seconds: what a power cut can lose of the journal during a run
+
+
+def journal_path(path: str) -> str:
+    return path + ".journal"
+
+
+def lock_path(path: str) -> str:
+    return path + ".lock"
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def _fsync_directory(path: str) -> None:
+    if os.name == "nt":
+        return  # Windows cannot open a directory; rename is durable enough there
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_atomically(path: str, text: str, *, durable: bool) -> None:
+    """Write text to path so that readers see the old or the new content, never half."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        if durable:
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+    if durable:
+        _fsync_directory(path)
+
+
+def supervisor_identity() -> dict[str, Any]:
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+@dataclass
+class State:
+    """A whole picture of a batch as read from disk, with running counts for cheap polling."""
+
+    path: str
+    generation: int
+    supervisor: dict[str, Any]
+    options: dict[str, Any]
+    records: dict[str, JobRecord]  # in entry order
+    journalOffset: int = 0
+    schemaVersion: int = SCHEMA_VERSION
+    counts: Counter = field(default_factory=Counter)  # runningStatus -> number of jobs
+    failures: int = 0  # jobs whose record.failure() is not None
+
+    def __post_init__(self) -> None:
+        self.counts = Counter(r.runningStatus for r in self.records.values())
+        self.failures = sum(1 for r in self.records.values() if r.failure())
+
+    def apply(self, line: dict[str, Any]) -> None:
+        if "id" in line:
+            record = self.records.get(line["id"])
+            if record is None:
+                return
+            status, failed = record.runningStatus, record.failure() is not None
+            record.apply(line)
+            self.counts[status] -= 1
+            self.counts[record.runningStatus] += 1
+            self.failures += (record.failure() is not None) - failed
+        elif "supervisor" in line:
+            self.supervisor.update(line["supervisor"])
+
+
+def _parse_snapshot(path: str, text: str) -> State:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise StateFileError(path, f"is not valid JSON ({error}); fix or move it, or use another stateFile") from None
+    if not isinstance(data, dict) or not isinstance(data.get("jobs"), dict):
+        raise StateFileError(path, 'is not a simplejob state file (no "jobs" object); use another stateFile')
+    version = data.get("schemaVersion")
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise StateFileError(
+            path, f"has schemaVersion {version!r}; this simplejob reads versions up to {SCHEMA_VERSION}: "
+            "upgrade simplejob or use another stateFile",
+        )
+    try:
+        records = {job_id: JobRecord.from_json(job_id, entry) for job_id, entry in data["jobs"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise StateFileError(path, f"has a malformed job entry ({error!r}); fix it by hand or use another stateFile") from None
+    return State(
+        path=path, generation=int(data.get("generation", 0)), supervisor=dict(data.get("supervisor") or {}),
+        options=dict(data.get("options") or {}), records=records, schemaVersion=version,
+        journalOffset=int(data.get("journalOffset", 0)),
+    )
+
+
+def load(path: str) -> State | None:
+    """Read the current state (snapshot plus journal), or None if there is no state file."""
+    opened = follow(path)
+    if opened is None:
+        return None
+    state, tail = opened
+    tail.close()
+    return state
+
+
+def follow(path: str) -> tuple[State, JournalTail] | None:
+    """Read the current state and keep following its journal (JournalTail.read_into)."""
+    for _ in range(20):  # a new run starting between reading the two files is retried
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as error:
+            raise StateFileError(path, f"cannot be read ({error})") from None
+        state = _parse_snapshot(path, text)
+        tail = JournalTail(path, state)
+        if tail.generation is None or tail.generation <= state.generation:
+            tail.read_into(state)
+            return state, tail
+        tail.close()
+    raise StateFileError(path, "keeps changing while being read; try again")
+
+
+class JournalTail:
+    """Follows one generation's journal, reading only what was appended since the last call."""
+
+    def __init__(self, path: str, state: State) -> None:
+        self.path = journal_path(path)
+        self.fd: int | None = None
+        self.generation: int | None = None
+        self.buffer = b""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        with os.fdopen(os.dup(fd), "rb") as f:
+            header = f.readline()
+        try:
+            self.generation = int(json.loads(header)["generation"])
+        except (ValueError, KeyError, TypeError):
+            os.close(fd)
+            raise StateFileError(self.path, "has no valid header line; it is not a simplejob journal") from None
+        if self.generation != state.generation:
+            os.close(fd)  # older: already inside the snapshot; newer: the caller reads again
+            return
+        os.lseek(fd, max(len(header), state.journalOffset), os.SEEK_SET)
+        self.fd = fd
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def read_into(self, state: State) -> None:
+        """Apply what was appended since the last call (complete lines only)."""
+        if self.fd is None:
+            return
+        chunks = [self.buffer]
+        while True:
+            chunk = os.read(self.fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        data = b"".join(chunks)
+        end = data.rfind(b"\n") + 1
+        self.buffer = data[end:]
+        for line in data[:end].splitlines():
+            if line.strip():
+                state.apply(json.loads(line))
+
+
+class StateWriter:
+    """The supervisor's side: journal every transition, compact into snapshots, fsync on a schedule.
+
+    start() begins a new generation: a snapshot of everything, then an empty journal.
+    """
+
+    def __init__(self, path: str, state: State) -> None:
+        self.path = path
+        self.state = state
+        # id -> the job's encoded snapshot entry (in entry order), re-encoded when dirty
+        self.fragments: dict[str, str] = dict.fromkeys(state.records, "")
+        self.dirty: set[str] = set(state.records)
+        self.pending: list[str] = []
+        self.fd: int | None = None
+        self.offset = 0  # bytes in the journal
+        self.unsynced = False
+        self.last_fsync = time.monotonic()
+        self.last_compaction = 0.0
+        self.compaction_cost = 0.0
+        self.compacted_offset = -1
+
+    def start(self) -> None:
+        self.state.generation += 1
+        self.offset = 0
+        self.compact()  # the snapshot comes first: the old journal (older generation) is then ignored
+        header = (dumps({"schemaVersion": SCHEMA_VERSION, "generation": self.state.generation}) + "\n").encode()
+        replace_atomically(journal_path(self.path), header.decode(), durable=True)
+        self.fd = os.open(journal_path(self.path), os.O_WRONLY | os.O_APPEND)
+        self.offset = len(header)
+        self.state.journalOffset = self.compacted_offset = self.offset
+
+    def record(self, line: dict[str, Any]) -> None:
+        """Queue a transition (already applied to the in-memory record) for the journal."""
+        self.pending.append(dumps(line))
+        if "id" in line:
+            self.dirty.add(line["id"])
+
+    def flush(self, *, now: float | None = None) -> None:
+        """Append queued lines to the journal in one write: after this they survive our death."""
+        if self.pending:
+            data = ("\n".join(self.pending) + "\n").encode()
+            self.pending.clear()
+            self.offset += len(data)
+            while data:
+                data = data[os.write(self.fd, data):]
+            self.unsynced = True
+        now = time.monotonic() if now is None else now
+        if self.unsynced and now - self.last_fsync >= FSYNC_INTERVAL:
+            self.sync(now)
+
+    def sync(self, now: float | None = None) -> None:
+        if self.unsynced:
+            os.fsync(self.fd)
+        self.unsynced = False
+        self.last_fsync = time.monotonic() if now is None else now
+
+    def compaction_due(self, now: float) -> bool:
+        if self.offset == self.compacted_offset:
+            return False
+        wait = max(COMPACT_MIN_INTERVAL, COMPACT_COST_SHARE * self.compaction_cost)
+        return now - self.last_compaction >= wait
+
+    def snapshot_text(self) -> str:
+        for job_id in self.dirty:
+            record = self.state.records[job_id]
+            self.fragments[job_id] = f"  {dumps(job_id)}: {dumps(record.to_json())}"
+        self.dirty.clear()
+        head = {
+            "schemaVersion": SCHEMA_VERSION,
+            "generation": self.state.generation,
+            "journalOffset": self.state.journalOffset,
+            "supervisor": self.state.supervisor,
+            "options": self.state.options,
+        }
+        head_text = json.dumps(head, ensure_ascii=False, indent=1)[:-2]  # drop the closing "\n}"
+        # Jobs one per line, in entry order: readable with cat, greppable, cheap to rebuild.
+        return head_text + ',\n "jobs": {\n' + ",\n".join(self.fragments.values()) + "\n }\n}\n"
+
+    def compact(self) -> None:
+        """Write a snapshot holding everything journaled so far (durably: it is the base of a resume)."""
+        started = time.monotonic()
+        if self.fd is not None:
+            self.flush(now=started)
+        self.state.journalOffset = self.offset
+        replace_atomically(self.path, self.snapshot_text(), durable=True)
+        finished = time.monotonic()
+        self.compacted_offset = self.offset
+        self.last_compaction = finished
+        self.compaction_cost = finished - started
+
+    def close(self) -> None:
+        """Final snapshot and journal, both on disk (fsync) before returning."""
+        self.flush()
+        self.sync()
+        self.compact()
+        os.close(self.fd)
+        self.fd = None
