@@ -1,16 +1,38 @@
 """simplejob: run a batch of shell commands in dependency order, several at a time, with the
-batch's state in a JSON file that survives interruption and that a person can read."""
+batch's state in a JSON file that survives interruption and that a person can read.
+
+The names below are imported on first use, so that simplejob's own worker processes (which
+import simplejob.workers.worker) start without loading the manager.
+"""
 from __future__ import annotations
 
-from .errors import CalledJobError, SimplejobError, StateFileError, StateFileLocked, SupervisorDied
-from .job import Job, SimpleJob
-from .manager import BatchInterrupted, JobManager, SimpleJobManager
-from .model import JobRunningStatus
-from .report import Report
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BatchInterrupted", "CalledJobError", "Job", "JobManager", "JobRunningStatus", "Report", "SimpleJob",
-    "SimpleJobManager", "SimplejobError", "StateFileError", "StateFileLocked", "SupervisorDied",
-]
+_EXPORTS = {
+    "BatchInterrupted": "manager", "CalledJobError": "errors", "Job": "job", "JobManager": "manager",
+    "JobRunningStatus": "model", "Report": "report", "SimpleJob": "job", "SimpleJobManager": "manager",
+    "SimplejobError": "errors", "StateFileError": "errors", "StateFileLocked": "errors",
+    "SupervisorDied": "errors",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'simplejob' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from .errors import CalledJobError, SimplejobError, StateFileError, StateFileLocked, SupervisorDied
+    from .job import Job, SimpleJob
+    from .manager import BatchInterrupted, JobManager, SimpleJobManager
+    from .model import JobRunningStatus
+    from .report import Report

@@ -32,7 +32,9 @@ import filelock
 from . import resume, statefile
 from .errors import StateFileError
 from .model import JobDefinition, JobRecord, JobRunningStatus, format_datetime, transition
-from .workers import Event, Executor, LocalProcessPool, proctree
+from .workers import proctree
+from .workers.executor import Event, Executor
+from .workers.pool import LocalProcessPool
 
 EXIT_FINISHED, EXIT_NOT_STARTED, EXIT_INTERRUPTED = 0, 2, 3
 PARENT_CHECK_INTERVAL = 0.5  # seconds between checks that the owning process still lives

@@ -1,8 +1,3 @@
-"""Where job attempts run. The supervisor talks to an Executor only, so that another backend
-(a Dask cluster, say) can replace the local worker-process pool without touching the scheduler."""
-from __future__ import annotations
-
-from .executor import Event, Executor
-from .pool import LocalProcessPool
-
-__all__ = ["Event", "Executor", "LocalProcessPool"]
+"""Where job attempts run: the supervisor talks to an Executor (executor.py) only, so that another
+backend (a Dask cluster, say) can replace the local worker-process pool (pool.py, worker.py)
+without touching the scheduler. proctree.py holds the platform-specific process control."""
