@@ -54,8 +54,8 @@ class Supervisor:
         self.inbox = inbox
         self.parent = os.getppid()
         self.interrupted: str | None = None  # why the batch is being stopped
-        self.in_flight: set[str] = set()
-        self.dispatch_lines: dict[str, dict[str, Any]] = {}  # journal lines waiting for "started"
+        self.in_flight: set[str] = set()  # handed to the executor, not finished
+        self.begun: set[str] = set()  # in flight and known to have started
         self.retries: list[tuple[float, str]] = []  # heap of (monotonic due time, id)
         self.dependents: dict[str, list[str]] = {job_id: [] for job_id in self.records}
         self.unmet: dict[str, int] = {}
@@ -124,7 +124,7 @@ class Supervisor:
             elif record.runningStatus in (JobRunningStatus.Ready, JobRunningStatus.Running):
                 self.retries = [(due, i) for due, i in self.retries if i != job_id]
                 heapq.heapify(self.retries)
-                self._finish(record, JobRunningStatus.Cancelled, now, reason="cancelled")
+                self.writer.record(self._finish(record, JobRunningStatus.Cancelled, now, reason="cancelled"))
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -160,9 +160,10 @@ class Supervisor:
         for event in self.executor.take_events():
             record = self.records[event.id]
             if event.kind == "started":
-                self._started(record, event)
+                self.writer.record(self._begin(record, event.t, event.pid))
+            elif event.kind == "returned":
+                self._returned(record)
             else:
-                self.in_flight.discard(event.id)
                 self._attempt_finished(record, event)
 
     def release_retries(self, now: float) -> None:
@@ -193,66 +194,70 @@ class Supervisor:
     # --- transitions --------------------------------------------------------------------------
 
     def _dispatch(self, record: JobRecord) -> None:
+        """Hand an attempt to the executor; the record changes when the attempt starts."""
         definition: JobDefinition = record.definition
-        attempt = record.attempts + 1
-        self.dispatch_lines[record.id] = transition(record, JobRunningStatus.Running, attempts=attempt, reason=None)
         self.in_flight.add(record.id)
         command = definition.commandLine
         self.executor.submit({
-            "id": record.id, "attempt": attempt, "attempts": definition.retry + 1,
+            "id": record.id, "attempt": record.attempts + 1, "attempts": definition.retry + 1,
             "argv": definition.argv(), "shell": definition.shell, "cwd": definition.cwd, "env": definition.env,
             "commandText": command if isinstance(command, str) else json.dumps(command),
             "timeout": definition.timeout, "killGrace": definition.killGrace,
             "log": os.path.join(self.log_dir, f"{record.id}.log") if self.log_dir else None,
         })
 
-    def _started(self, record: JobRecord, event: Event) -> None:
-        line = self.dispatch_lines.pop(record.id)
-        first = record.startTimestamp is None
-        record.pid = event.pid
-        line["pid"] = event.pid
-        if first:
-            record.startTimestamp = event.t
-            record.startDateTime = line["startDateTime"] = format_datetime(event.t)
-            line["startTimestamp"] = event.t
-        self.writer.record(line)
+    def _begin(self, record: JobRecord, t: float, pid: int | None) -> dict[str, Any]:
+        self.begun.add(record.id)
+        fields: dict[str, Any] = {"attempts": record.attempts + 1, "pid": pid, "reason": None}
+        if record.startTimestamp is None:
+            fields.update(startDateTime=format_datetime(t), startTimestamp=t)
+        return transition(record, JobRunningStatus.Running, **fields)
+
+    def _returned(self, record: JobRecord) -> None:
+        """An attempt came back unstarted: it goes first in line again."""
+        self.in_flight.discard(record.id)
+        if record.runningStatus == JobRunningStatus.Running:  # a retry
+            heapq.heappush(self.retries, (0.0, record.id))
+        elif record.runningStatus == JobRunningStatus.Ready:
+            self.ready.appendleft(record.id)
 
     def _attempt_finished(self, record: JobRecord, event: Event) -> None:
-        line = self.dispatch_lines.pop(record.id, None)
-        if line is not None:  # it never started (could not spawn): journal the dispatch now
-            if record.startTimestamp is None:
-                record.startTimestamp = line["startTimestamp"] = event.t
-                record.startDateTime = line["startDateTime"] = format_datetime(event.t)
-            self.writer.record(line)
+        self.in_flight.discard(record.id)
+        begin: dict[str, Any] = {}
+        if record.id not in self.begun and not (event.cancelled and event.startT is None):
+            begin = self._begin(record, event.startT or event.t, event.pid)  # a short job: one journal line
+        self.begun.discard(record.id)
         definition = record.definition
         if event.cancelled:
-            self._finish(record, JobRunningStatus.Cancelled, event.t, reason="cancelled")
+            line = self._finish(record, JobRunningStatus.Cancelled, event.t, reason="cancelled")
         elif event.timedOut and record.attempts <= definition.retry:
             wait = definition.retry_wait(record.attempts)
             heapq.heappush(self.retries, (time.monotonic() + wait, record.id))
-            self.writer.record(transition(
+            line = transition(
                 record, JobRunningStatus.Running, pid=None,
                 reason=f"attempt {record.attempts} {event.reason}; retry {record.attempts} in {wait:g} s",
-            ))
+            )
         elif event.timedOut:
-            self._finish(record, JobRunningStatus.RetryOut, event.t, reason=event.reason)
+            line = self._finish(record, JobRunningStatus.RetryOut, event.t, reason=event.reason)
         elif event.exitCode is None:
             # Cut short by something outside the job (its worker died, the batch is stopping).
-            self._finish(record, JobRunningStatus.Interrupted, event.t, reason=self.interrupted or event.reason)
+            line = self._finish(record, JobRunningStatus.Interrupted, event.t, reason=self.interrupted or event.reason)
         else:
             reason = event.reason
             if event.leftovers:
                 left = f"left {event.leftovers} process(es) running; they were killed"
                 reason = f"{reason}; {left}" if reason else left
-            self._finish(record, JobRunningStatus.Completed, event.t, exitCode=event.exitCode, reason=reason)
+            line = self._finish(record, JobRunningStatus.Completed, event.t, exitCode=event.exitCode, reason=reason)
+        self.writer.record({**begin, **line})
 
     def _finish(self, record: JobRecord, status: JobRunningStatus, t: float, *,
-                exitCode: int | None = None, reason: str | None = None) -> None:
+                exitCode: int | None = None, reason: str | None = None) -> dict[str, Any]:
+        """A job's last transition; returns its journal line."""
         elapsed = None if record.startTimestamp is None else round(max(0.0, t - record.startTimestamp), 6)
-        self.writer.record(transition(
+        line = transition(
             record, status, exitCode=exitCode, finishDateTime=format_datetime(t), elapsedSeconds=elapsed,
             pid=None, reason=reason,
-        ))
+        )
         if status == JobRunningStatus.Completed and exitCode == 0:
             for dependent in self.dependents[record.id]:
                 self.unmet[dependent] -= 1
@@ -260,6 +265,7 @@ class Supervisor:
                     self.ready.append(dependent)
         elif status != JobRunningStatus.Cancelled:
             self.failed = True  # without keepGoing, nothing new starts
+        return line
 
     # --- the end --------------------------------------------------------------------------------
 
@@ -269,7 +275,8 @@ class Supervisor:
         self.collect_events()
         now = time.time()
         for _, job_id in self.retries:
-            self._finish(self.records[job_id], JobRunningStatus.Interrupted, now, reason=self.interrupted)
+            record = self.records[job_id]
+            self.writer.record(self._finish(record, JobRunningStatus.Interrupted, now, reason=self.interrupted))
         self.retries = []
         self._close("interrupted")
         return EXIT_INTERRUPTED

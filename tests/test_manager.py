@@ -235,7 +235,7 @@ def test_logs_stream_live_with_a_line_per_attempt(tmp_path):
     manager.runAllReadyJobs()
     log = tmp_path / "new" / "logs" / "talker.log"
     wait_until(lambda: log.exists() and "to stderr" in log.read_text(), message="output while the job runs")
-    assert manager.jobs[0].runningStatus == JobRunningStatus.Running
+    wait_until(lambda: manager.jobs[0].runningStatus == JobRunningStatus.Running, message="the Running state")
     gate.touch()
     manager.join()
     lines = log.read_text().splitlines()

@@ -11,15 +11,20 @@ from typing import Any
 class Event:
     """Something that happened to a submitted attempt.
 
-    kind "started": pid and t (epoch seconds) are set.
-    kind "finished": exitCode (None if it did not exit by itself), timedOut, cancelled,
-    reason (words for a failure, or None), leftovers (processes it left, killed) and t.
+    kind "started": pid and t (epoch seconds) are set; returned, if set, is the id of an attempt
+    that was submitted after this one and is given back (a "returned" event follows).
+    kind "finished": pid and startT (None if it never started), exitCode (None if it did not
+    exit by itself), timedOut, cancelled, reason (words for a failure, or None), leftovers
+    (processes it left, killed) and t. An attempt that finishes quickly may have no "started".
+    kind "returned": the attempt was not started; the supervisor schedules it again.
     """
 
     kind: str
     id: str
     t: float
     pid: int | None = None
+    returned: str | None = None
+    startT: float | None = None
     exitCode: int | None = None
     timedOut: bool = False
     cancelled: bool = False
@@ -43,7 +48,7 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def free_slots(self) -> int:
-        """How many attempts can be submitted now."""
+        """How many attempts can be submitted now (an executor may queue a few ahead)."""
 
     @abc.abstractmethod
     def submit(self, spec: dict[str, Any]) -> None:

@@ -1,8 +1,10 @@
 """The local executor: a pool of worker processes (simplejob/workers/worker.py) fed over pipes.
 
-A worker claims an attempt by being idle when the supervisor has one; it reports "started" and
-"finished" events on its stdout. A worker that dies is noticed at once (end of its stdout):
-the tree of the job it ran is killed and the attempt is reported as failed with the reason.
+A worker claims an attempt when it has room: nothing running, or a short job running (not yet
+announced as started) and nothing waiting behind it, so that it can start the next attempt
+without a round trip through the supervisor. It reports "started", "finished" and "returned"
+events on its stdout. A worker that dies is noticed at once (end of its stdout): the tree of
+the job it ran is killed and the attempt is reported as failed with the reason.
 """
 from __future__ import annotations
 
@@ -28,9 +30,20 @@ class _Worker:
         )
         self.fd = self.proc.stdout.fileno()
         self.inbox = b""
-        self.spec: dict[str, Any] | None = None
+        self.assigned: list[dict[str, Any]] = []  # the running attempt's spec, then the waiting one's
+        self.announced = False  # the running attempt said it started: it is not a short one
         self.job_pid: int | None = None
         self.job_started: float | None = None
+
+    def room(self) -> int:
+        if not self.assigned:
+            return 1
+        return 1 if len(self.assigned) == 1 and not self.announced else 0
+
+    def drop(self, job_id: str) -> None:
+        self.assigned = [spec for spec in self.assigned if spec["id"] != job_id]
+        if not self.assigned:
+            self.announced = False
 
     def send(self, message: dict[str, Any]) -> None:
         self.proc.stdin.write((json.dumps(message) + "\n").encode())
@@ -55,14 +68,17 @@ class LocalProcessPool(Executor):
         return worker
 
     def free_slots(self) -> int:
-        return self.max_workers - sum(1 for w in self.workers if w.spec is not None)
+        return sum(w.room() for w in self.workers) + self.max_workers - len(self.workers)
 
     def submit(self, spec: dict[str, Any]) -> None:
-        worker = next((w for w in self.workers if w.spec is None), None)
-        if worker is None:
+        worker = next((w for w in self.workers if not w.assigned), None)
+        if worker is None and len(self.workers) < self.max_workers:
             worker = self._spawn()
-        worker.spec = spec
-        worker.job_pid = worker.job_started = None
+        if worker is None:
+            worker = next(w for w in self.workers if w.room())
+        if not worker.assigned:
+            worker.job_pid = worker.job_started = None
+        worker.assigned.append(spec)
         try:
             worker.send({"op": "run", **spec})
         except BrokenPipeError:
@@ -74,9 +90,9 @@ class LocalProcessPool(Executor):
 
     def cancel(self, job_id: str) -> None:
         for worker in self.workers:
-            if worker.spec is not None and worker.spec["id"] == job_id:
+            if any(spec["id"] == job_id for spec in worker.assigned):
                 try:
-                    worker.send({"op": "cancel"})
+                    worker.send({"op": "cancel", "id": job_id})
                 except BrokenPipeError:
                     pass
 
@@ -92,9 +108,15 @@ class LocalProcessPool(Executor):
             kind = message.pop("ev")
             event = Event(kind=kind, **message)
             if kind == "started":
-                worker.job_pid, worker.job_started = event.pid, event.t
-            elif kind == "finished":
-                worker.spec = None
+                worker.job_pid, worker.job_started, worker.announced = event.pid, event.t, True
+                if event.returned:
+                    worker.drop(event.returned)
+                    self.events.append(Event(kind="returned", id=event.returned, t=event.t))
+            else:  # finished or returned
+                worker.drop(event.id)
+                if kind == "finished" and worker.assigned:  # the waiting attempt is now running
+                    worker.announced = False
+                    worker.job_pid = worker.job_started = None
             self.events.append(event)
 
     def _lost(self, worker: _Worker) -> None:
@@ -102,14 +124,16 @@ class LocalProcessPool(Executor):
         self.selector.unregister(worker.fd)
         self.workers.remove(worker)
         code = worker.proc.wait()
-        if worker.spec is not None:
+        if worker.assigned:
+            running, *waiting = worker.assigned
             if worker.job_pid is not None:
-                proctree.kill_job_tree(worker.job_pid, worker.job_started, worker.spec["killGrace"])
+                proctree.kill_job_tree(worker.job_pid, worker.job_started, running["killGrace"])
             how = f"signal {-code}" if code < 0 else f"exit code {code}"
             self.events.append(Event(
-                kind="finished", id=worker.spec["id"], t=time.time(), exitCode=None,
+                kind="finished", id=running["id"], t=time.time(), exitCode=None,
                 reason=f"its worker process (pid {worker.proc.pid}) died ({how}); its process tree was killed",
             ))
+            self.events += [Event(kind="returned", id=spec["id"], t=time.time()) for spec in waiting]
         for pipe in (worker.proc.stdin, worker.proc.stdout):
             try:
                 pipe.close()
@@ -127,7 +151,7 @@ class LocalProcessPool(Executor):
             except BrokenPipeError:
                 pass
         self.selector = own
-        grace = max((w.spec["killGrace"] for w in self.workers if w.spec is not None), default=0.0)
+        grace = max((w.assigned[0]["killGrace"] for w in self.workers if w.assigned), default=0.0)
         deadline = time.monotonic() + SHUTDOWN_MARGIN + grace
         while self.workers and time.monotonic() < deadline:
             for key, _ in own.select(max(0.0, deadline - time.monotonic())):

@@ -1,12 +1,20 @@
-"""A worker process: runs one job attempt at a time for the supervisor.
+"""A worker process: runs job attempts one at a time for the supervisor.
 
 Protocol: one JSON object per line. The supervisor writes to our stdin
-    {"op": "run", "id", "attempt", "attempts", "argv", "shell", "cwd", "env", "timeout", "killGrace", "log"}
-    {"op": "cancel"}             kill the running attempt's tree
+    {"op": "run", "id", "attempt", "attempts", "argv", "commandText", "shell", "cwd", "env", "timeout",
+     "killGrace", "log"}      run it now, or next if an attempt is running (at most one waits here)
+    {"op": "cancel", "id"}    kill that attempt's tree, or drop it if it has not started
 and we answer on stdout
-    {"ev": "started", "id", "pid", "t"}
-    {"ev": "finished", "id", "exitCode", "timedOut", "cancelled", "reason", "leftovers", "t"}
+    {"ev": "started", "id", "pid", "t", "returned"}
+    {"ev": "finished", "id", "pid", "startT", "exitCode", "timedOut", "cancelled", "reason", "leftovers", "t"}
+    {"ev": "returned", "id"}  the waiting attempt was not started: schedule it elsewhere
 End of stdin means the supervisor is gone (or done): we kill what runs and exit.
+
+Short jobs are the common case, so two things keep the supervisor off their critical path: an
+attempt waiting here starts the moment the previous one succeeds, and "started" is only sent
+for an attempt still running after ANNOUNCE_DELAY (its end would otherwise come right after).
+An attempt that runs that long gives its waiting successor back ("returned" in "started"), so
+nothing waits behind a long job while another worker is free.
 
 One thread, one selector: stdin, and a self-pipe that SIGCHLD wakes, so a job's end is seen
 at once (no polling) and a timeout is a select() deadline.
@@ -26,6 +34,7 @@ from typing import Any, BinaryIO
 from . import proctree
 
 DATE_FORMAT = "%Y/%m/%d %H:%M:%S.%f"
+ANNOUNCE_DELAY = 0.02  # seconds an attempt runs before the supervisor is told it started
 
 
 def _now_text() -> str:
@@ -64,7 +73,10 @@ class Attempt:
         self.id: str = spec["id"]
         self.proc: subprocess.Popen | None = None
         self.log: BinaryIO | None = None
-        self.deadline = time.monotonic() + spec["timeout"] if spec.get("timeout") else None
+        started = time.monotonic()
+        self.start_time = time.time()
+        self.deadline = started + spec["timeout"] if spec.get("timeout") else None
+        self.announce_at: float | None = started + ANNOUNCE_DELAY
 
     def note(self, text: str) -> None:
         if self.log is not None:
@@ -112,6 +124,7 @@ class Worker:
         self.selector.register(sys.stdin.fileno(), selectors.EVENT_READ)
         self.inbox = b""
         self.current: Attempt | None = None
+        self.waiting: dict[str, Any] | None = None  # the next attempt's spec
         self.stdin_open = True
         proctree.become_subreaper()
 
@@ -126,8 +139,9 @@ class Worker:
     def run_forever(self) -> None:
         while self.stdin_open or self.current is not None:
             timeout = None
-            if self.current is not None and self.current.deadline is not None:
-                timeout = max(0.0, self.current.deadline - time.monotonic())
+            if self.current is not None:
+                times = [t for t in (self.current.deadline, self.current.announce_at) if t is not None]
+                timeout = max(0.0, min(times) - time.monotonic()) if times else None
             for key, _ in self.selector.select(timeout):
                 if key.fd == self.wake_r:
                     try:
@@ -153,9 +167,20 @@ class Worker:
         for line in lines:
             message = json.loads(line)
             if message["op"] == "run":
-                self.start(message)
-            elif message["op"] == "cancel" and self.current is not None:
-                self.stop_current("cancelled", cancelled=True)
+                if self.current is None:
+                    self.start(message)
+                else:
+                    self.waiting = message
+            elif message["op"] == "cancel":
+                self.cancel(message["id"])
+
+    def cancel(self, job_id: str) -> None:
+        if self.current is not None and self.current.id == job_id:
+            self.stop_current("cancelled", cancelled=True)
+        elif self.waiting is not None and self.waiting["id"] == job_id:
+            self.waiting = None
+            self.send({"ev": "finished", "id": job_id, "pid": None, "startT": None, "exitCode": None,
+                       "timedOut": False, "cancelled": True, "reason": "cancelled", "leftovers": 0, "t": time.time()})
 
     def start(self, spec: dict[str, Any]) -> None:
         attempt = Attempt(spec)
@@ -165,11 +190,15 @@ class Worker:
             self.finish(attempt, exit_code=failure[0], reason=failure[1])
             return
         self.current = attempt
-        self.send({"ev": "started", "id": attempt.id, "pid": attempt.proc.pid, "t": time.time()})
 
     def check_current(self) -> None:
         attempt = self.current
         code = attempt.proc.poll()
+        if code is None and attempt.announce_at is not None and time.monotonic() >= attempt.announce_at:
+            attempt.announce_at = None
+            returned, self.waiting = self.waiting, None
+            self.send({"ev": "started", "id": attempt.id, "pid": attempt.proc.pid, "t": attempt.start_time,
+                       "returned": returned["id"] if returned else None})
         if code is not None:
             self.finish(attempt, exit_code=code, reason=_describe_exit(code))
         elif attempt.deadline is not None and time.monotonic() >= attempt.deadline:
@@ -210,9 +239,17 @@ class Worker:
         attempt.close()
         self.current = None
         self.send({
-            "ev": "finished", "id": attempt.id, "exitCode": exit_code, "timedOut": timed_out,
-            "cancelled": cancelled, "reason": reason, "leftovers": len(leftovers), "t": time.time(),
+            "ev": "finished", "id": attempt.id, "pid": attempt.proc.pid if attempt.proc else None,
+            "startT": attempt.start_time, "exitCode": exit_code, "timedOut": timed_out, "cancelled": cancelled,
+            "reason": reason, "leftovers": len(leftovers), "t": time.time(),
         })
+        following, self.waiting = self.waiting, None
+        if following is None:
+            return
+        if exit_code == 0 and self.stdin_open:
+            self.start(following)
+        else:  # after a failure the supervisor decides whether anything else may start
+            self.send({"ev": "returned", "id": following["id"], "t": time.time()})
 
 
 def main() -> None:
