@@ -3,6 +3,7 @@ own form `simplejob JOBS.json --logOutputDirectory DIR --loopInterval S`."""
 from __future__ import annotations
 
 import argparse
+import signal
 import socket
 import sys
 from collections import Counter
@@ -91,7 +92,12 @@ def status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the batch the same orderly way as Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] not in ("run", "status", "-h", "--help"):
         argv = ["run", *argv]  # the reference's form: simplejob JOBS.json [--logOutputDirectory DIR] ...

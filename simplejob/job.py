@@ -40,7 +40,7 @@ class SimpleJob:
     def start(self) -> None:
         self._require_entry().runAllReadyJobs()
 
-    def join(self, timeout: float | None = None) -> None:
+    def join(self) -> None:
         """Wait for the job to finish; starts it first if start() was not called."""
         manager = self._require_entry()
         manager.runAllReadyJobs()

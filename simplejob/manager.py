@@ -24,6 +24,7 @@ from .report import Report
 
 # Supervisor exit codes (simplejob.supervisor)
 _FINISHED, _NOT_STARTED, _INTERRUPTED = 0, 2, 3
+STOP_MARGIN = 5.0  # seconds a stopping supervisor gets beyond the jobs' kill grace
 
 
 class BatchInterrupted(SupervisorDied):
@@ -230,12 +231,30 @@ class JobManager:
             self._error = SupervisorDied(self._proc.pid, code, self.stateFile)
 
     def _wait(self, interval: float) -> None:
-        while self._tail is not None:
-            try:
-                self._proc.wait(timeout=max(0.01, interval))
-            except subprocess.TimeoutExpired:
-                pass
-            self._refresh()
+        try:
+            while self._tail is not None:
+                try:
+                    self._proc.wait(timeout=max(0.01, interval))
+                except subprocess.TimeoutExpired:
+                    pass
+                self._refresh()
+        except KeyboardInterrupt:
+            self._stop()
+            raise
+
+    def _stop(self) -> None:
+        """Stop the batch (Ctrl-C): the supervisor kills the running trees and records them
+        Interrupted; wait for that, so the state file says so when the exception propagates."""
+        try:
+            self._proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        grace = max((d.killGrace for d in self._definitions), default=0.0)
+        try:
+            self._proc.wait(timeout=grace + STOP_MARGIN)
+        except subprocess.TimeoutExpired:
+            return  # it goes on stopping by itself (it saw its stdin close)
+        self._refresh()
 
     def _raise_if_died(self) -> None:
         if self._error is not None:

@@ -42,8 +42,8 @@ def lock_path(path: str) -> str:
     return path + ".lock"
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+# One encoder for every line: json.dumps() with non-default options builds a new one per call.
+dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
 
 
 def _fsync_directory(path: str) -> None:
