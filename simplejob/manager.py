@@ -11,6 +11,7 @@ import os
 import subprocess
 import tempfile
 import time
+import warnings
 from collections import Counter
 from typing import Any
 
@@ -43,12 +44,14 @@ class JobManager:
     """Runs a batch of commands in dependency order, maxWorkers at a time (see README.md)."""
 
     def __init__(self, logOutputDirectory: str | None = "", stateFile: str | os.PathLike | None = None,
-                 maxWorkers: int | None = None, keepGoing: bool = False) -> None:
+                 maxWorkers: int | None = None, keepGoing: bool = False,
+                 moveAsideUnreadableState: bool = False) -> None:
         if maxWorkers is not None and (not isinstance(maxWorkers, int) or isinstance(maxWorkers, bool) or maxWorkers < 1):
             raise ValueError(f"maxWorkers must be an integer >= 1 (or None for the number of CPUs), not {maxWorkers!r}")
         self.logOutputDirectory = os.path.abspath(logOutputDirectory) if logOutputDirectory else ""
         self.maxWorkers = maxWorkers or os.cpu_count() or 1
         self.keepGoing = bool(keepGoing)
+        self.moveAsideUnreadableState = bool(moveAsideUnreadableState)  # see docs/state-file.md
         self._explicitStateFile = os.path.abspath(os.fspath(stateFile)) if stateFile else None
         self.stateFile: str | None = self._explicitStateFile
         self._definitions: list[JobDefinition] = []
@@ -56,6 +59,7 @@ class JobManager:
         self._tail: statefile.JournalTail | None = None
         self._proc: subprocess.Popen | None = None
         self._error: SupervisorDied | None = None
+        self._basis: list[int] | None = None  # what the records were planned from (statefile.basis)
 
     # --- the batch ----------------------------------------------------------------------------
 
@@ -71,8 +75,16 @@ class JobManager:
         self._close()
         path = self._explicitStateFile or os.path.join(tempfile.mkdtemp(prefix="simplejob-"), "state.json")
         _check_not_owned(path)
-        old = statefile.load(path)
+        try:
+            old = statefile.load(path)
+        except StateFileError as error:
+            if not self.moveAsideUnreadableState:
+                raise
+            backup = statefile.move_aside(path)
+            warnings.warn(f"{error}; moved it aside to {backup!r} and starting afresh", stacklevel=2)
+            old = None
         plan = resume.plan(definitions, old)
+        self._basis = statefile.basis(old)
         self.stateFile = path
         self._definitions = definitions
         self._error = None
@@ -118,6 +130,7 @@ class JobManager:
         self.join()
         self._close()
         old = statefile.load(self.stateFile)
+        self._basis = statefile.basis(old)
         self._state = statefile.State(
             path=self.stateFile, generation=old.generation if old else 0, supervisor={},
             options=self._options(), records=resume.plan(self._definitions, old).records,
@@ -205,8 +218,13 @@ class JobManager:
                 raise StateFileError(self.stateFile, reply["problem"])
             raise SupervisorDied(proc.pid, code, self.stateFile)
         self._proc = proc
-        followed = statefile.follow(self.stateFile)
-        self._state, self._tail = followed
+        if reply.get("basis") == self._basis:  # it planned from the picture we planned from
+            self._state.generation, self._state.journalOffset = reply["generation"], 0
+            self._state.supervisor.update(pid=reply["pid"])
+            self._tail = statefile.JournalTail(self.stateFile, self._state)
+            self._tail.read_into(self._state)
+        else:
+            self._state, self._tail = statefile.follow(self.stateFile)
 
     def _refresh(self) -> statefile.State | None:
         if self._tail is not None:

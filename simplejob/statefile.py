@@ -17,6 +17,7 @@ line (a writer killed mid-write) is ignored. See docs/state-file.md.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import socket
@@ -25,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import StateFileError
+from .errors import StateFileError, StateFileLocked
 from .model import JobRecord
 
 SCHEMA_VERSION = 1
@@ -69,6 +70,50 @@ def replace_atomically(path: str, text: str, *, durable: bool) -> None:
         _fsync_directory(path)
 
 
+def remove_leftovers(path: str) -> None:
+    """Remove the temporary files of writers killed while replacing a file (call with the lock held:
+    then every such file belongs to a dead writer)."""
+    for pattern in (f"{glob.escape(path)}.tmp.*", f"{glob.escape(journal_path(path))}.tmp.*"):
+        for leftover in glob.glob(pattern):
+            try:
+                os.remove(leftover)
+            except OSError:
+                pass
+
+
+def move_aside(path: str) -> str:
+    """Rename an unreadable state file (and its journal) to a free name path.unreadable-N; return it.
+
+    Only on the caller's explicit request (JobManager(moveAsideUnreadableState=True)); the lock is
+    taken so that a batch that owns the file is never robbed of it.
+    """
+    import filelock  # here: readers of the state file (the CLI's status) do not need it
+
+    lock = filelock.FileLock(lock_path(path), timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise StateFileLocked(path, None, None) from None
+    try:
+        number = 1
+        while os.path.lexists(f"{path}.unreadable-{number}") or os.path.lexists(journal_path(f"{path}.unreadable-{number}")):
+            number += 1
+        backup = f"{path}.unreadable-{number}"
+        if os.path.lexists(journal_path(path)):
+            os.rename(journal_path(path), journal_path(backup))
+        if os.path.lexists(path):
+            os.rename(path, backup)
+        _fsync_directory(path)
+        return backup
+    finally:
+        lock.release()
+
+
+def basis(state: State | None) -> list[int] | None:
+    """What a picture of the state was read from: equal bases mean equal pictures."""
+    return None if state is None else [state.generation, state.journalEnd]
+
+
 def supervisor_identity() -> dict[str, Any]:
     return {"pid": os.getpid(), "host": socket.gethostname()}
 
@@ -84,6 +129,7 @@ class State:
     records: dict[str, JobRecord]  # in entry order
     journalOffset: int = 0
     schemaVersion: int = SCHEMA_VERSION
+    journalEnd: int = 0  # how far the journal was read: with generation, what this picture is based on
     counts: Counter = field(default_factory=Counter)  # runningStatus -> number of jobs
     failures: int = 0  # jobs whose record.failure() is not None
 
@@ -113,19 +159,32 @@ def _parse_snapshot(path: str, text: str) -> State:
     if not isinstance(data, dict) or not isinstance(data.get("jobs"), dict):
         raise StateFileError(path, 'is not a simplejob state file (no "jobs" object); use another stateFile')
     version = data.get("schemaVersion")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
+    if "schemaVersion" not in data:
+        raise StateFileError(path, 'has no "schemaVersion"; it is not a simplejob state file: use another stateFile')
+    if not isinstance(version, int) or isinstance(version, bool) or version > SCHEMA_VERSION:
         raise StateFileError(
             path, f"has schemaVersion {version!r}; this simplejob reads versions up to {SCHEMA_VERSION}: "
             "upgrade simplejob or use another stateFile",
         )
+    for key in ("generation", "journalOffset"):
+        if not isinstance(data.get(key, 0), int) or isinstance(data.get(key), bool) or data.get(key, 0) < 0:
+            raise StateFileError(path, f'has "{key}": {data[key]!r}, not an integer >= 0; fix it by hand or use another stateFile')
+    for key in ("supervisor", "options"):
+        if not isinstance(data.get(key) or {}, dict):
+            raise StateFileError(path, f'has "{key}": {data[key]!r}, not an object; fix it by hand or use another stateFile')
+    job_id = None
     try:
-        records = {job_id: JobRecord.from_json(job_id, entry) for job_id, entry in data["jobs"].items()}
+        records = {}
+        for job_id, entry in data["jobs"].items():
+            records[job_id] = JobRecord.from_json(job_id, entry)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise StateFileError(path, f"has a malformed job entry ({error!r}); fix it by hand or use another stateFile") from None
+        raise StateFileError(
+            path, f"has a malformed entry for job {job_id!r} ({error!r}); fix it by hand or use another stateFile",
+        ) from None
     return State(
-        path=path, generation=int(data.get("generation", 0)), supervisor=dict(data.get("supervisor") or {}),
+        path=path, generation=data.get("generation", 0), supervisor=dict(data.get("supervisor") or {}),
         options=dict(data.get("options") or {}), records=records, schemaVersion=version,
-        journalOffset=int(data.get("journalOffset", 0)),
+        journalOffset=data.get("journalOffset", 0),
     )
 
 
@@ -155,7 +214,12 @@ def follow(path: str) -> tuple[State, JournalTail] | None:
             tail.read_into(state)
             return state, tail
         tail.close()
-    raise StateFileError(path, "keeps changing while being read; try again")
+    # A new run writes its snapshot before its journal, so a newer journal is only ever seen briefly.
+    raise StateFileError(
+        path, f"its journal is of generation {tail.generation} but the snapshot of generation {state.generation} "
+        "(was the snapshot edited or restored from a copy?): fix its \"generation\" or remove the journal "
+        "(its transitions since the last snapshot are then lost)",
+    )
 
 
 class JournalTail:
@@ -166,6 +230,7 @@ class JournalTail:
         self.fd: int | None = None
         self.generation: int | None = None
         self.buffer = b""
+        self.position = 0
         try:
             fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
@@ -173,14 +238,26 @@ class JournalTail:
         with os.fdopen(os.dup(fd), "rb") as f:
             header = f.readline()
         try:
-            self.generation = int(json.loads(header)["generation"])
-        except (ValueError, KeyError, TypeError):
+            head = json.loads(header)
+            self.generation = int(head["generation"])
+            version = head.get("schemaVersion")
+        except (ValueError, KeyError, TypeError, AttributeError):
             os.close(fd)
-            raise StateFileError(self.path, "has no valid header line; it is not a simplejob journal") from None
+            raise StateFileError(
+                self.path, "has no valid header line; it is not a simplejob journal (or was damaged): "
+                "fix or remove it (its transitions since the last snapshot are then lost), or use another stateFile",
+            ) from None
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            os.close(fd)
+            raise StateFileError(
+                self.path, f"has schemaVersion {version!r}; this simplejob reads versions up to {SCHEMA_VERSION}: "
+                "upgrade simplejob or use another stateFile",
+            )
         if self.generation != state.generation:
             os.close(fd)  # older: already inside the snapshot; newer: the caller reads again
             return
-        os.lseek(fd, max(len(header), state.journalOffset), os.SEEK_SET)
+        self.position = max(len(header), state.journalOffset)  # file offset of self.buffer's first byte
+        os.lseek(fd, self.position, os.SEEK_SET)
         self.fd = fd
 
     def close(self) -> None:
@@ -201,9 +278,23 @@ class JournalTail:
         data = b"".join(chunks)
         end = data.rfind(b"\n") + 1
         self.buffer = data[end:]
-        for line in data[:end].splitlines():
-            if line.strip():
-                state.apply(json.loads(line))
+        lines = data[:end].split(b"\n")
+        number = 0
+        try:
+            for number, line in enumerate(lines):
+                if line.strip():
+                    update = json.loads(line)
+                    if not isinstance(update, dict):
+                        raise TypeError(f"a line must be a JSON object, not {type(update).__name__}")
+                    state.apply(update)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            at = self.position + sum(len(previous) + 1 for previous in lines[:number])
+            raise StateFileError(
+                self.path, f"has a malformed line at byte {at} ({error!r}): {line[:200]!r}; "
+                "a person edited or damaged it: fix or delete that line, or use another stateFile",
+            ) from None
+        self.position += end
+        state.journalEnd = self.position
 
 
 class StateWriter:
@@ -228,6 +319,7 @@ class StateWriter:
         self.compacted_offset = -1
 
     def start(self) -> None:
+        remove_leftovers(self.path)
         self.state.generation += 1
         self.offset = 0
         self.compact()  # the snapshot comes first: the old journal (older generation) is then ignored

@@ -321,8 +321,11 @@ def _owner(path: str) -> dict[str, Any]:
     return state.supervisor if state else {}
 
 
-def open_batch(spec: dict[str, Any]) -> tuple[statefile.State, statefile.StateWriter, filelock.BaseFileLock]:
-    """Take the lock, read the earlier state (if any), plan the resume, write the first snapshot."""
+def open_batch(spec: dict[str, Any]) -> tuple[statefile.State, statefile.StateWriter, filelock.BaseFileLock, Any]:
+    """Take the lock, read the earlier state (if any), plan the resume, write the first snapshot.
+
+    Also returns the basis of the earlier state, so that a manager that planned from the same
+    picture need not read the new snapshot back."""
     path = spec["stateFile"]
     lock = filelock.FileLock(statefile.lock_path(path), timeout=0)
     try:
@@ -353,7 +356,7 @@ def open_batch(spec: dict[str, Any]) -> tuple[statefile.State, statefile.StateWr
     )
     writer = statefile.StateWriter(path, state)
     writer.start()
-    return state, writer, lock
+    return state, writer, lock, statefile.basis(old)
 
 
 class _Refused(Exception):
@@ -366,13 +369,13 @@ def main() -> None:
     proctree_parent = os.getppid()
     spec, inbox = _read_spec(0)
     try:
-        state, writer, lock = open_batch(spec)
+        state, writer, lock, old_basis = open_batch(spec)
     except _Refused as refused:
         _reply(refused.reply)
         raise SystemExit(EXIT_NOT_STARTED) from None
     supervisor = Supervisor(state, writer, spec["options"], 0, inbox)
     supervisor.parent = proctree_parent
-    _reply({"ok": True, "pid": os.getpid(), "generation": state.generation})
+    _reply({"ok": True, "pid": os.getpid(), "generation": state.generation, "basis": old_basis})
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # nobody reads our stdout any more; a stray write must not block
     try:
