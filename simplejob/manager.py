@@ -19,7 +19,7 @@ import filelock
 
 from . import resume, statefile
 from .errors import CalledJobError, SimplejobError, StateFileError, StateFileLocked, SupervisorDied
-from .model import FINISHED, JobDefinition, JobRecord, JobRunningStatus, parse_contexts
+from .model import FINISHED, JobDefinition, JobRecord, JobRunningStatus, parse_contexts, transition
 from .programs import python_command
 from .report import Report
 
@@ -60,6 +60,7 @@ class JobManager:
         self._proc: subprocess.Popen | None = None
         self._error: SupervisorDied | None = None
         self._basis: list[int] | None = None  # what the records were planned from (statefile.basis)
+        self._cancelled: list[str] = []  # cancelled before the batch started
 
     # --- the batch ----------------------------------------------------------------------------
 
@@ -85,6 +86,7 @@ class JobManager:
             old = None
         plan = resume.plan(definitions, old)
         self._basis = statefile.basis(old)
+        self._cancelled = []
         self.stateFile = path
         self._definitions = definitions
         self._error = None
@@ -131,6 +133,7 @@ class JobManager:
         self._close()
         old = statefile.load(self.stateFile)
         self._basis = statefile.basis(old)
+        self._cancelled = []
         self._state = statefile.State(
             path=self.stateFile, generation=old.generation if old else 0, supervisor={},
             options=self._options(), records=resume.plan(self._definitions, old).records,
@@ -144,9 +147,15 @@ class JobManager:
             return
         if id is not None and id not in self._state.records:
             raise ValueError(f"cancel: no job with id {id!r} in this batch")
-        if self._proc is None:
-            self._start()
-        message = {"op": "cancel", "ids": None if id is None else [id]}
+        ids = list(self._state.records) if id is None else [id]
+        if self._proc is None:  # not started: the supervisor will cancel them before anything starts
+            for job_id in ids:
+                record = self._state.records[job_id]
+                if record.runningStatus == JobRunningStatus.Ready:
+                    self._state.apply(transition(record.copy(), JobRunningStatus.Cancelled, reason="cancelled"))
+                    self._cancelled.append(job_id)
+            return
+        message = {"op": "cancel", "ids": ids}
         try:
             self._proc.stdin.write((json.dumps(message) + "\n").encode())
             self._proc.stdin.flush()
@@ -194,7 +203,7 @@ class JobManager:
 
     def _start(self) -> None:
         spec = {
-            "stateFile": self.stateFile, "options": self._options(),
+            "stateFile": self.stateFile, "options": self._options(), "cancel": self._cancelled,
             "jobs": [{"id": d.id, **d.to_json()} for d in self._definitions],
         }
         proc = subprocess.Popen(python_command("simplejob.supervisor"), stdin=subprocess.PIPE,

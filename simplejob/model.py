@@ -108,12 +108,15 @@ class JobRecord:
     elapsedSeconds: float | None = None
     startTimestamp: float | None = None  # time.time() at the first attempt's start; not shown in reports
     pid: int | None = None
+    # time.time() at the start of a retry attempt's process (pid): how a resume tells it from another
+    # process that reused the pid; the first attempt's is startTimestamp. Left out of the JSON when None.
+    attemptStartTimestamp: float | None = None
     reason: str | None = None
     resumed: bool = False
 
     STATE_FIELDS = (
         "runningStatus", "exitCode", "retried", "attempts", "startDateTime", "finishDateTime",
-        "elapsedSeconds", "startTimestamp", "pid", "reason", "resumed",
+        "elapsedSeconds", "startTimestamp", "pid", "attemptStartTimestamp", "reason", "resumed",
     )
 
     @property
@@ -132,6 +135,8 @@ class JobRecord:
         for name in self.STATE_FIELDS:
             value = getattr(self, name)
             data[name] = value.name if name == "runningStatus" else value
+        if data["attemptStartTimestamp"] is None:
+            del data["attemptStartTimestamp"]  # only retried jobs have one: keep the common entry short
         return data
 
     @classmethod
@@ -139,6 +144,9 @@ class JobRecord:
         record = cls(JobDefinition.from_json(job_id, data))
         record.apply({name: data[name] for name in cls.STATE_FIELDS if name in data})
         return record
+
+    def copy(self) -> JobRecord:
+        return dataclasses.replace(self)
 
     def apply(self, update: dict[str, Any]) -> None:
         """Apply a journal line or a state-file entry (field name -> JSON value)."""

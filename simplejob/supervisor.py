@@ -211,6 +211,8 @@ class Supervisor:
         fields: dict[str, Any] = {"attempts": record.attempts + 1, "pid": pid, "reason": None}
         if record.startTimestamp is None:
             fields.update(startDateTime=format_datetime(t), startTimestamp=t)
+        else:  # a retry: its process started now; a resume tells it by this from a reused pid
+            fields["attemptStartTimestamp"] = t
         return transition(record, JobRunningStatus.Running, **fields)
 
     def _returned(self, record: JobRecord) -> None:
@@ -374,6 +376,7 @@ def main() -> None:
         _reply(refused.reply)
         raise SystemExit(EXIT_NOT_STARTED) from None
     supervisor = Supervisor(state, writer, spec["options"], 0, inbox)
+    supervisor.cancel(spec.get("cancel") or [])  # cancelled before the batch started
     supervisor.parent = proctree_parent
     _reply({"ok": True, "pid": os.getpid(), "generation": state.generation, "basis": old_basis})
     devnull = os.open(os.devnull, os.O_WRONLY)
