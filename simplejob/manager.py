@@ -6,10 +6,12 @@ file: it reads the snapshot once, then only what the journal gained since the la
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import tempfile
+import threading
 import time
 import warnings
 from collections import Counter
@@ -26,6 +28,37 @@ from .report import Report
 # Supervisor exit codes (simplejob.supervisor)
 _FINISHED, _NOT_STARTED, _INTERRUPTED = 0, 2, 3
 STOP_MARGIN = 5.0  # seconds a stopping supervisor gets beyond the jobs' kill grace
+FOLLOW_INTERVAL = 0.05  # seconds between the follower's reads of the journal
+
+
+class _Follower:
+    """Applies the journal to the manager's picture in a background thread, so that a poll
+    (completed(), errorOccurred()) costs the same however many jobs ended since the last one."""
+
+    def __init__(self, state: statefile.State, tail: statefile.JournalTail) -> None:
+        self.state, self.tail = state, tail
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="simplejob-follower", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopping.wait(FOLLOW_INTERVAL):
+            self.read()
+
+    def read(self) -> None:
+        with self.lock:
+            if self.tail.fd is not None:
+                self.tail.read_into(self.state)
+
+    def close(self) -> None:
+        """Stop following, after applying everything written so far."""
+        self.stopping.set()
+        if threading.current_thread() is not self.thread:
+            self.thread.join()
+        self.read()
+        with self.lock:
+            self.tail.close()
 
 
 class BatchInterrupted(SupervisorDied):
@@ -56,7 +89,7 @@ class JobManager:
         self.stateFile: str | None = self._explicitStateFile
         self._definitions: list[JobDefinition] = []
         self._state: statefile.State | None = None
-        self._tail: statefile.JournalTail | None = None
+        self._follower: _Follower | None = None
         self._proc: subprocess.Popen | None = None
         self._error: SupervisorDied | None = None
         self._basis: list[int] | None = None  # what the records were planned from (statefile.basis)
@@ -172,14 +205,14 @@ class JobManager:
 
     def completed(self) -> bool:
         """True when every job finished (Completed, RetryOut or Cancelled)."""
-        state = self._refresh()
+        state = self._refresh(full=False)
         if state is None or self._error is not None:
             return False
         return sum(state.counts[s] for s in FINISHED) == len(state.records)
 
     def errorOccurred(self) -> bool:
         """True if a job failed (non-zero exit, RetryOut, cancelled, interrupted) or the supervisor died."""
-        state = self._refresh()
+        state = self._refresh(full=False)
         return state is not None and (state.failures > 0 or self._error is not None)
 
     @property
@@ -188,12 +221,15 @@ class JobManager:
         return [] if state is None else list(state.records.values())
 
     def getRunningStatus(self) -> Counter:
-        state = self._refresh()
+        state = self._refresh(full=False)
         return Counter() if state is None else Counter({s.name: n for s, n in state.counts.items() if n})
 
     def report(self) -> Report:
         """{"results": [{id: {...}}, ...]} in entry order; print() shows it as indented JSON."""
-        return Report({"results": [{job.id: job.report()} for job in self.jobs]})
+        jobs = self.jobs
+        follower = self._follower
+        with follower.lock if follower is not None else contextlib.nullcontext():  # one consistent moment
+            return Report({"results": [{job.id: job.report()} for job in jobs]})
 
     # --- internals --------------------------------------------------------------------------------
 
@@ -230,23 +266,26 @@ class JobManager:
         if reply.get("basis") == self._basis:  # it planned from the picture we planned from
             self._state.generation, self._state.journalOffset = reply["generation"], 0
             self._state.supervisor.update(pid=reply["pid"])
-            self._tail = statefile.JournalTail(self.stateFile, self._state)
-            self._tail.read_into(self._state)
+            tail = statefile.JournalTail(self.stateFile, self._state)
+            tail.read_into(self._state)
         else:
-            self._state, self._tail = statefile.follow(self.stateFile)
+            self._state, tail = statefile.follow(self.stateFile)
+        self._follower = _Follower(self._state, tail)
 
-    def _refresh(self) -> statefile.State | None:
-        if self._tail is not None:
-            self._tail.read_into(self._state)
-            if self._proc is not None and self._proc.poll() is not None:
+    def _refresh(self, *, full: bool = True) -> statefile.State | None:
+        """Bring the picture up to date: full reads the journal now; otherwise the follower's
+        last read (at most FOLLOW_INTERVAL old) is enough, and the call stays cheap."""
+        if self._follower is not None:
+            if self._proc.poll() is not None:
                 self._ended()
+            elif full:
+                self._follower.read()
         return self._state
 
     def _ended(self) -> None:
         """The supervisor exited: read the last of the journal and note how it ended."""
-        self._tail.read_into(self._state)
-        self._tail.close()
-        self._tail = None
+        self._follower.close()
+        self._follower = None
         code = self._proc.returncode
         try:
             self._proc.stdin.close()
@@ -259,7 +298,7 @@ class JobManager:
 
     def _wait(self, interval: float) -> None:
         try:
-            while self._tail is not None:
+            while self._follower is not None:
                 try:
                     self._proc.wait(timeout=max(0.01, interval))
                 except subprocess.TimeoutExpired:
@@ -294,15 +333,15 @@ class JobManager:
             raise CalledJobError(failed)
 
     def _close(self) -> None:
-        if self._tail is not None:
-            self._tail.close()
-            self._tail = None
+        if self._follower is not None:
+            self._follower.close()
+            self._follower = None
         self._proc = None
 
     def __del__(self) -> None:
-        tail = getattr(self, "_tail", None)
-        if tail is not None:
-            tail.close()
+        follower = getattr(self, "_follower", None)
+        if follower is not None:
+            follower.stopping.set()
 
 
 def _check_not_owned(path: str) -> None:
