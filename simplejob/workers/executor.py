@@ -11,8 +11,7 @@ from typing import Any
 class Event:
     """Something that happened to a submitted attempt.
 
-    kind "started": pid and t (epoch seconds) are set; returned, if set, is the id of an attempt
-    that was submitted after this one and is given back (a "returned" event follows).
+    kind "started": pid and t (epoch seconds) are set.
     kind "finished": pid and startT (None if it never started), exitCode (None if it did not
     exit by itself), timedOut, cancelled, reason (words for a failure, or None), leftovers
     (processes it left, killed) and t. An attempt that finishes quickly may have no "started".
@@ -23,7 +22,7 @@ class Event:
     id: str
     t: float
     pid: int | None = None
-    returned: str | None = None
+    returned: list[str] | None = None  # (worker protocol only) attempts given back with "started"
     startT: float | None = None
     exitCode: int | None = None
     timedOut: bool = False

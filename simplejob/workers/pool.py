@@ -1,8 +1,8 @@
 """The local executor: a pool of worker processes (simplejob/workers/worker.py) fed over pipes.
 
 A worker claims an attempt when it has room: nothing running, or a short job running (not yet
-announced as started) and nothing waiting behind it, so that it can start the next attempt
-without a round trip through the supervisor. It reports "started", "finished" and "returned"
+announced as started) and fewer than QUEUE_AHEAD attempts waiting behind it, so that it starts
+the next attempt without a round trip through the supervisor. It reports "started", "finished" and "returned"
 events on its stdout. A worker that dies is noticed at once (end of its stdout): the tree of
 the job it ran is killed and the attempt is reported as failed with the reason.
 """
@@ -19,6 +19,7 @@ from ..programs import python_command
 from . import proctree
 from .executor import Event, Executor
 
+QUEUE_AHEAD = 2  # attempts a worker may hold behind a short running one: rides out a slow supervisor
 SHUTDOWN_MARGIN = 2.0  # seconds a worker gets beyond its job's kill grace to exit when told to
 
 
@@ -36,9 +37,9 @@ class _Worker:
         self.job_started: float | None = None
 
     def room(self) -> int:
-        if not self.assigned:
-            return 1
-        return 1 if len(self.assigned) == 1 and not self.announced else 0
+        if self.announced:
+            return 0
+        return 1 + QUEUE_AHEAD - len(self.assigned)
 
     def drop(self, job_id: str) -> None:
         self.assigned = [spec for spec in self.assigned if spec["id"] != job_id]
@@ -55,6 +56,7 @@ class LocalProcessPool(Executor):
         self.max_workers = max_workers
         self.workers: list[_Worker] = []
         self.events: list[Event] = []
+        proctree.become_subreaper()  # what a dead worker's job left re-parents to us: see _lost
 
     def prepare(self, slots: int) -> None:
         """Start the workers now: a worker's start (a Python interpreter) takes tens of milliseconds."""
@@ -75,7 +77,7 @@ class LocalProcessPool(Executor):
         if worker is None and len(self.workers) < self.max_workers:
             worker = self._spawn()
         if worker is None:
-            worker = next(w for w in self.workers if w.room())
+            worker = max(self.workers, key=_Worker.room)
         if not worker.assigned:
             worker.job_pid = worker.job_started = None
         worker.assigned.append(spec)
@@ -109,9 +111,10 @@ class LocalProcessPool(Executor):
             event = Event(kind=kind, **message)
             if kind == "started":
                 worker.job_pid, worker.job_started, worker.announced = event.pid, event.t, True
-                if event.returned:
-                    worker.drop(event.returned)
-                    self.events.append(Event(kind="returned", id=event.returned, t=event.t))
+                for job_id in event.returned or ():
+                    worker.drop(job_id)
+                    self.events.append(Event(kind="returned", id=job_id, t=event.t))
+                event.returned = None
             else:  # finished or returned
                 worker.drop(event.id)
                 if kind == "finished" and worker.assigned:  # the waiting attempt is now running
@@ -128,6 +131,8 @@ class LocalProcessPool(Executor):
             running, *waiting = worker.assigned
             if worker.job_pid is not None:
                 proctree.kill_job_tree(worker.job_pid, worker.job_started, running["killGrace"])
+            # what had already left the job's tree (a daemon whose parent exited) re-parented to us
+            proctree.kill_orphans({w.proc.pid for w in self.workers}, running["killGrace"])
             how = f"signal {-code}" if code < 0 else f"exit code {code}"
             self.events.append(Event(
                 kind="finished", id=running["id"], t=time.time(), exitCode=None,

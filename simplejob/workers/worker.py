@@ -2,19 +2,19 @@
 
 Protocol: one JSON object per line. The supervisor writes to our stdin
     {"op": "run", "id", "attempt", "attempts", "argv", "commandText", "shell", "cwd", "env", "timeout",
-     "killGrace", "log"}      run it now, or next if an attempt is running (at most one waits here)
+     "killGrace", "log"}      run it now, or after the attempts already here (see pool.QUEUE_AHEAD)
     {"op": "cancel", "id"}    kill that attempt's tree, or drop it if it has not started
 and we answer on stdout
-    {"ev": "started", "id", "pid", "t", "returned"}
+    {"ev": "started", "id", "pid", "t", "returned": [ids]}
     {"ev": "finished", "id", "pid", "startT", "exitCode", "timedOut", "cancelled", "reason", "leftovers", "t"}
-    {"ev": "returned", "id"}  the waiting attempt was not started: schedule it elsewhere
+    {"ev": "returned", "id", "t"}  a waiting attempt was not started: schedule it elsewhere
 End of stdin means the supervisor is gone (or done): we kill what runs and exit.
 
 Short jobs are the common case, so two things keep the supervisor off their critical path: an
 attempt waiting here starts the moment the previous one succeeds, and "started" is only sent
 for an attempt still running after ANNOUNCE_DELAY (its end would otherwise come right after).
-An attempt that runs that long gives its waiting successor back ("returned" in "started"), so
-nothing waits behind a long job while another worker is free.
+An attempt that runs that long gives the attempts waiting behind it back ("returned" in
+"started"), so nothing waits behind a long job while another worker is free.
 
 One thread, one selector: stdin, and a self-pipe that SIGCHLD wakes, so a job's end is seen
 at once (no polling) and a timeout is a select() deadline.
@@ -24,10 +24,12 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections import deque
 from datetime import datetime
 from typing import Any, BinaryIO
 
@@ -65,6 +67,33 @@ def _describe_exit(code: int) -> str | None:
     return None
 
 
+_devnull_fd: int | None = None
+_programs: dict[tuple[str, str | None], str] = {}  # (name, PATH) -> its path
+
+
+def _devnull() -> int:
+    """One /dev/null descriptor for every job (Popen would open and close one per job)."""
+    global _devnull_fd
+    if _devnull_fd is None:
+        _devnull_fd = os.open(os.devnull, os.O_RDWR)
+    return _devnull_fd
+
+
+def _executable(spec: dict[str, Any], env: dict[str, str] | None) -> str | None:
+    """The program's path, looked up in PATH once per name rather than at every spawn."""
+    argv = spec["argv"]
+    if spec.get("shell") or isinstance(argv, str) or os.sep in argv[0] or spec.get("cwd") is not None:
+        return None
+    search = (env or os.environ).get("PATH")
+    key = (argv[0], search)
+    if key not in _programs:
+        found = shutil.which(argv[0], path=search)
+        if found is None:
+            return None  # let the spawn fail and say so
+        _programs[key] = found
+    return _programs[key]
+
+
 class Attempt:
     """One running attempt: its process, log and deadline."""
 
@@ -90,11 +119,11 @@ class Attempt:
             self.log = open(spec["log"], "ab", buffering=0)
             self.note(f"job {self.id!r} attempt {spec['attempt']}/{spec['attempts']}: {spec['commandText']}")
         env = {**os.environ, **spec["env"]} if spec.get("env") else None
-        output = self.log if self.log is not None else subprocess.DEVNULL
+        output = self.log if self.log is not None else _devnull()
         try:
             self.proc = subprocess.Popen(
-                spec["argv"], shell=spec.get("shell", False), cwd=spec.get("cwd"), env=env,
-                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT if self.log else subprocess.DEVNULL,
+                spec["argv"], executable=_executable(spec, env), shell=spec.get("shell", False), cwd=spec.get("cwd"),
+                env=env, stdin=_devnull(), stdout=output, stderr=subprocess.STDOUT if self.log else output,
                 **proctree.popen_options(),
             )
         except (OSError, ValueError) as error:
@@ -124,7 +153,7 @@ class Worker:
         self.selector.register(sys.stdin.fileno(), selectors.EVENT_READ)
         self.inbox = b""
         self.current: Attempt | None = None
-        self.waiting: dict[str, Any] | None = None  # the next attempt's spec
+        self.waiting: deque[dict[str, Any]] = deque()  # specs of the attempts to run next
         self.stdin_open = True
         proctree.become_subreaper()
 
@@ -170,15 +199,15 @@ class Worker:
                 if self.current is None:
                     self.start(message)
                 else:
-                    self.waiting = message
+                    self.waiting.append(message)
             elif message["op"] == "cancel":
                 self.cancel(message["id"])
 
     def cancel(self, job_id: str) -> None:
         if self.current is not None and self.current.id == job_id:
             self.stop_current("cancelled", cancelled=True)
-        elif self.waiting is not None and self.waiting["id"] == job_id:
-            self.waiting = None
+        elif any(spec["id"] == job_id for spec in self.waiting):
+            self.waiting = deque(spec for spec in self.waiting if spec["id"] != job_id)
             self.send({"ev": "finished", "id": job_id, "pid": None, "startT": None, "exitCode": None,
                        "timedOut": False, "cancelled": True, "reason": "cancelled", "leftovers": 0, "t": time.time()})
 
@@ -196,9 +225,10 @@ class Worker:
         code = attempt.proc.poll()
         if code is None and attempt.announce_at is not None and time.monotonic() >= attempt.announce_at:
             attempt.announce_at = None
-            returned, self.waiting = self.waiting, None
+            returned = [spec["id"] for spec in self.waiting]
+            self.waiting.clear()
             self.send({"ev": "started", "id": attempt.id, "pid": attempt.proc.pid, "t": attempt.start_time,
-                       "returned": returned["id"] if returned else None})
+                       "returned": returned})
         if code is not None:
             self.finish(attempt, exit_code=code, reason=_describe_exit(code))
         elif attempt.deadline is not None and time.monotonic() >= attempt.deadline:
@@ -243,13 +273,14 @@ class Worker:
             "startT": attempt.start_time, "exitCode": exit_code, "timedOut": timed_out, "cancelled": cancelled,
             "reason": reason, "leftovers": len(leftovers), "t": time.time(),
         })
-        following, self.waiting = self.waiting, None
-        if following is None:
+        if not self.waiting:
             return
         if exit_code == 0 and self.stdin_open:
-            self.start(following)
+            self.start(self.waiting.popleft())
         else:  # after a failure the supervisor decides whether anything else may start
-            self.send({"ev": "returned", "id": following["id"], "t": time.time()})
+            for spec in self.waiting:
+                self.send({"ev": "returned", "id": spec["id"], "t": time.time()})
+            self.waiting.clear()
 
 
 def main() -> None:
