@@ -38,6 +38,7 @@ from .workers.pool import LocalProcessPool
 
 EXIT_FINISHED, EXIT_NOT_STARTED, EXIT_INTERRUPTED = 0, 2, 3
 PARENT_CHECK_INTERVAL = 0.5  # seconds between checks that the owning process still lives
+COALESCE = 0.001  # seconds to let events gather while every worker has work queued
 
 
 class Supervisor:
@@ -153,6 +154,10 @@ class Supervisor:
         timeout = max(0.0, deadline - time.monotonic())
         if self.writer.dirty or self.writer.pending:
             timeout = min(timeout, statefile.COMPACT_MIN_INTERVAL)
+        if self.in_flight and self.executor.free_slots() == 0 and timeout > 0:
+            # Every worker has attempts queued: nothing waits on us, so let events gather and
+            # handle them together (fewer wake-ups, fewer writes) instead of one at a time.
+            time.sleep(COALESCE)
         for key, _ in self.selector.select(timeout):
             key.data()
 

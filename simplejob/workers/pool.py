@@ -19,7 +19,7 @@ from ..programs import python_command
 from . import proctree
 from .executor import Event, Executor
 
-QUEUE_AHEAD = 2  # attempts a worker may hold behind a short running one: rides out a slow supervisor
+QUEUE_AHEAD = 3  # attempts a worker may hold behind a short running one: rides out a slow supervisor
 SHUTDOWN_MARGIN = 2.0  # seconds a worker gets beyond its job's kill grace to exit when told to
 
 
