@@ -24,7 +24,7 @@ import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 from .errors import StateFileError, StateFileLocked
 from .model import JobRecord
@@ -57,11 +57,15 @@ def _fsync_directory(path: str) -> None:
         os.close(fd)
 
 
-def replace_atomically(path: str, text: str, *, durable: bool) -> None:
-    """Write text to path so that readers see the old or the new content, never half."""
+def replace_atomically(path: str, content: bytes | Callable[[BinaryIO], None], *, durable: bool) -> None:
+    """Write content (bytes, or a function writing to a binary file) to path so that readers see
+    the old or the new content, never half."""
     tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
+    with open(tmp, "wb", buffering=1 << 20) as f:
+        if callable(content):
+            content(f)
+        else:
+            f.write(content)
         f.flush()
         if durable:
             os.fsync(f.fileno())
@@ -307,7 +311,7 @@ class StateWriter:
         self.path = path
         self.state = state
         # id -> the job's encoded snapshot entry (in entry order), re-encoded when dirty
-        self.fragments: dict[str, str] = dict.fromkeys(state.records, "")
+        self.fragments: dict[str, bytes] = dict.fromkeys(state.records, b"")
         self.dirty: set[str] = set(state.records)
         self.pending: list[str] = []
         self.fd: int | None = None
@@ -324,7 +328,7 @@ class StateWriter:
         self.offset = 0
         self.compact()  # the snapshot comes first: the old journal (older generation) is then ignored
         header = (dumps({"schemaVersion": SCHEMA_VERSION, "generation": self.state.generation}) + "\n").encode()
-        replace_atomically(journal_path(self.path), header.decode(), durable=True)
+        replace_atomically(journal_path(self.path), header, durable=True)
         self.fd = os.open(journal_path(self.path), os.O_WRONLY | os.O_APPEND)
         self.offset = len(header)
         self.state.journalOffset = self.compacted_offset = self.offset
@@ -360,10 +364,11 @@ class StateWriter:
         wait = max(COMPACT_MIN_INTERVAL, COMPACT_COST_SHARE * self.compaction_cost)
         return now - self.last_compaction >= wait
 
-    def snapshot_text(self) -> str:
+    def write_snapshot(self, f: BinaryIO) -> None:
+        """The snapshot, written piece by piece: a 100,000-job snapshot is never one string in memory."""
         for job_id in self.dirty:
             record = self.state.records[job_id]
-            self.fragments[job_id] = f"  {dumps(job_id)}: {dumps(record.to_json())}"
+            self.fragments[job_id] = f"  {dumps(job_id)}: {dumps(record.to_json())}".encode()
         self.dirty.clear()
         head = {
             "schemaVersion": SCHEMA_VERSION,
@@ -372,9 +377,15 @@ class StateWriter:
             "supervisor": self.state.supervisor,
             "options": self.state.options,
         }
-        head_text = json.dumps(head, ensure_ascii=False, indent=1)[:-2]  # drop the closing "\n}"
+        f.write(json.dumps(head, ensure_ascii=False, indent=1)[:-2].encode())  # without the closing "\n}"
         # Jobs one per line, in entry order: readable with cat, greppable, cheap to rebuild.
-        return head_text + ',\n "jobs": {\n' + ",\n".join(self.fragments.values()) + "\n }\n}\n"
+        f.write(b',\n "jobs": {\n')
+        separator = b""
+        for fragment in self.fragments.values():
+            f.write(separator)
+            f.write(fragment)
+            separator = b",\n"
+        f.write(b"\n }\n}\n")
 
     def compact(self) -> None:
         """Write a snapshot holding everything journaled so far (durably: it is the base of a resume)."""
@@ -382,7 +393,7 @@ class StateWriter:
         if self.fd is not None:
             self.flush(now=started)
         self.state.journalOffset = self.offset
-        replace_atomically(self.path, self.snapshot_text(), durable=True)
+        replace_atomically(self.path, self.write_snapshot, durable=True)
         finished = time.monotonic()
         self.compacted_offset = self.offset
         self.last_compaction = finished

@@ -380,6 +380,7 @@ def main() -> None:
     except _Refused as refused:
         _reply(refused.reply)
         raise SystemExit(EXIT_NOT_STARTED) from None
+    del spec["jobs"]  # the records hold them now; a 100,000-job spec is about 100 MB of dicts
     supervisor = Supervisor(state, writer, spec["options"], 0, inbox)
     supervisor.cancel(spec.get("cancel") or [])  # cancelled before the batch started
     supervisor.parent = proctree_parent
