@@ -57,6 +57,7 @@ class Supervisor:
         self.interrupted: str | None = None  # why the batch is being stopped
         self.in_flight: set[str] = set()  # handed to the executor, not finished
         self.begun: set[str] = set()  # in flight and known to have started
+        self.cancelling: set[str] = set()  # in flight when cancel() asked for them
         self.retries: list[tuple[float, str]] = []  # heap of (monotonic due time, id)
         self.dependents: dict[str, list[str]] = {job_id: [] for job_id in self.records}
         self.unmet: dict[str, int] = {}
@@ -121,6 +122,7 @@ class Supervisor:
         for job_id in ids:
             record = self.records[job_id]
             if job_id in self.in_flight:
+                self.cancelling.add(job_id)  # if it comes back unstarted, it is cancelled then
                 self.executor.cancel(job_id)
             elif record.runningStatus in (JobRunningStatus.Ready, JobRunningStatus.Running):
                 self.retries = [(due, i) for due, i in self.retries if i != job_id]
@@ -221,15 +223,19 @@ class Supervisor:
         return transition(record, JobRunningStatus.Running, **fields)
 
     def _returned(self, record: JobRecord) -> None:
-        """An attempt came back unstarted: it goes first in line again."""
+        """An attempt came back unstarted: it goes first in line again (unless it was cancelled)."""
         self.in_flight.discard(record.id)
-        if record.runningStatus == JobRunningStatus.Running:  # a retry
+        if record.id in self.cancelling:
+            self.cancelling.discard(record.id)
+            self.writer.record(self._finish(record, JobRunningStatus.Cancelled, time.time(), reason="cancelled"))
+        elif record.runningStatus == JobRunningStatus.Running:  # a retry
             heapq.heappush(self.retries, (0.0, record.id))
         elif record.runningStatus == JobRunningStatus.Ready:
             self.ready.appendleft(record.id)
 
     def _attempt_finished(self, record: JobRecord, event: Event) -> None:
         self.in_flight.discard(record.id)
+        self.cancelling.discard(record.id)
         begin: dict[str, Any] = {}
         if record.id not in self.begun and not (event.cancelled and event.startT is None):
             begin = self._begin(record, event.startT or event.t, event.pid)  # a short job: one journal line
