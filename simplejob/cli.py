@@ -6,6 +6,7 @@ import argparse
 import signal
 import socket
 import sys
+import time
 from collections import Counter
 
 import psutil
@@ -13,7 +14,7 @@ import psutil
 from . import statefile
 from .errors import CalledJobError, SimplejobError, SupervisorDied
 from .manager import JobManager
-from .model import format_elapsed
+from .model import JobRunningStatus, format_elapsed
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -57,10 +58,25 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _supervisor_line(path: str, supervisor: dict) -> str:
+def _supervisor_alive(supervisor: dict) -> bool:
+    """Whether the supervisor a state file names still runs (assumed so if it is on another host).
+
+    Read-only: the owner's lock is never taken (taking it, even briefly, could refuse a batch that
+    is starting). A pid reused by another program is told apart by its command line."""
+    pid, host = supervisor.get("pid"), supervisor.get("host")
+    if host != socket.gethostname():
+        return True
+    try:
+        return "simplejob.supervisor" in " ".join(psutil.Process(pid).cmdline())
+    except psutil.AccessDenied:
+        return True
+    except (psutil.Error, TypeError, ValueError):
+        return False
+
+
+def _supervisor_line(supervisor: dict, alive: bool) -> str:
     pid, host = supervisor.get("pid"), supervisor.get("host")
     if supervisor.get("running"):
-        alive = host != socket.gethostname() or (pid is not None and psutil.pid_exists(pid))
         if alive:
             return f"batch running: supervisor pid {pid} on {host}"
         return f"batch stopped: its supervisor (pid {pid} on {host}) is gone; run it again with this state file to resume"
@@ -70,25 +86,33 @@ def _supervisor_line(path: str, supervisor: dict) -> str:
 
 
 def status(args: argparse.Namespace) -> int:
+    """Print the jobs of a state file as a table. Reads the snapshot and journal only: no lock."""
     state = statefile.load(args.stateFile)
     if state is None:
         print(f"simplejob: no state file at {args.stateFile!r}", file=sys.stderr)
         return EXIT_USAGE
+    running = bool(state.supervisor.get("running")) and _supervisor_alive(state.supervisor)
+    now = time.time()
     header = ("ID", "STATUS", "EXIT", "ATTEMPTS", "START", "ELAPSED", "NOTE")
     rows = [header]
     for record in state.records.values():
         note = "resumed (done earlier)" if record.resumed else (record.reason or "")
+        elapsed = record.elapsedSeconds
+        if record.runningStatus == JobRunningStatus.Running and not running:
+            note = "its supervisor is gone: runs again on resume"
+        elif record.runningStatus == JobRunningStatus.Running and record.startTimestamp is not None:
+            elapsed = max(0.0, now - record.startTimestamp)  # so far
         rows.append((
             record.id, record.runningStatus.name, "" if record.exitCode is None else str(record.exitCode),
-            str(record.attempts), record.startDateTime or "", format_elapsed(record.elapsedSeconds) or "", note,
+            str(record.attempts), record.startDateTime or "", format_elapsed(elapsed) or "", note,
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
-    counts = Counter(r.runningStatus.name for r in state.records.values())
+        print(("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1]).rstrip())
+    counts = Counter(r.runningStatus for r in state.records.values())
     print()
-    print(f"{len(state.records)} jobs: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
-    print(_supervisor_line(args.stateFile, state.supervisor))
+    print(f"{len(state.records)} jobs: " + ", ".join(f"{counts[s]} {s.name}" for s in JobRunningStatus if counts[s]))
+    print(_supervisor_line(state.supervisor, running))
     return EXIT_OK
 
 

@@ -158,8 +158,10 @@ class JobRecord:
             setattr(self, name, value)
 
     def report(self) -> dict[str, Any]:
-        """The documented per-job report (the key "runnigStatus" is spelled as documented)."""
-        return {
+        """The documented per-job report (the key "runnigStatus" is spelled as documented), and
+        "resumed": true for a job kept, done, from an earlier batch (only then: the documented
+        shape is unchanged otherwise)."""
+        report = {
             "runnigStatus": self.runningStatus.name,
             "retried": self.retried,
             "exitCode": self.exitCode,
@@ -167,6 +169,9 @@ class JobRecord:
             "finishDateTime": self.finishDateTime,
             "elapsedTime": format_elapsed(self.elapsedSeconds),
         }
+        if self.resumed:
+            report["resumed"] = True
+        return report
 
     def failure(self) -> str | None:
         """Why this job counts as an error, or None if it does not."""

@@ -17,8 +17,8 @@ from .statefile import State
 class Plan:
     records: dict[str, JobRecord]  # in entry order
     kept: set[str] = field(default_factory=set)
-    # (pid, startTimestamp, killGrace) of jobs that the earlier batch recorded as Running: their
-    # supervisor is gone, so anything of theirs still alive is killed before the batch restarts.
+    # (pid, start time of that process, killGrace) of jobs that the earlier batch recorded as Running:
+    # their supervisor is gone, so anything of theirs still alive is killed before the batch restarts.
     orphans: list[tuple[int, float | None, float]] = field(default_factory=list)
 
 
@@ -29,7 +29,8 @@ def plan(definitions: list[JobDefinition], old: State | None) -> Plan:
         return result
     for record in old.records.values():
         if record.runningStatus == JobRunningStatus.Running and record.pid is not None:
-            result.orphans.append((record.pid, record.startTimestamp, record.definition.killGrace))
+            started = record.startTimestamp if record.attemptStartTimestamp is None else record.attemptStartTimestamp
+            result.orphans.append((record.pid, started, record.definition.killGrace))
     order = graphlib.TopologicalSorter({d.id: d.waiting for d in definitions}).static_order()
     for job_id in order:
         new = records[job_id]
