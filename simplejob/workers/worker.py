@@ -146,7 +146,8 @@ class Worker:
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which decides
+        for signum in (signal.SIGINT, signal.SIGHUP):  # Ctrl-C, hangup: the supervisor decides. A no-op
+            signal.signal(signum, lambda *_: None)  # handler, not SIG_IGN: the jobs would inherit that
         signal.signal(signal.SIGTERM, self._on_sigterm)
         self.wake_r = wake_r
         self.selector.register(wake_r, selectors.EVENT_READ)
