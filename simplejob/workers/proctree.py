@@ -35,6 +35,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from typing import Any, Collection
 
 import psutil
@@ -137,16 +138,39 @@ def kill_tree(procs: list[psutil.Process], *, group: int | None, grace: float, r
     root, when given, is re-scanned before SIGKILL so that children forked during the grace
     period die too. Returns the pids that were still alive when SIGTERM was sent.
     """
-    procs = [p for p in procs if p.is_running()]
+    procs = [p for p in procs if not _gone(p)]
     _signal_all(procs, group, force=False)
-    _, alive = psutil.wait_procs(procs, timeout=grace) if procs else ([], [])
+    alive = _wait_gone(procs, grace)
     if root is not None:
         known = {p.pid for p in alive}
-        alive += [p for p in descendants(root) if p.pid not in known]
+        alive += [p for p in descendants(root) if p.pid not in known and not _gone(p)]
     if alive or group is not None:
         _signal_all(alive, group, force=True)
-        psutil.wait_procs(alive, timeout=1.0)
+        _wait_gone(alive, 1.0)
     return [p.pid for p in procs]
+
+
+def _gone(proc: psutil.Process) -> bool:
+    """Exited (reaped here if it is our child). A zombie counts as gone: it runs nothing, and the
+    init process may take seconds to reap an orphan's (psutil.wait_procs would wait for that)."""
+    try:
+        proc.wait(timeout=0)
+        return True
+    except psutil.TimeoutExpired:
+        try:
+            return proc.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait up to timeout seconds for the processes to be gone; returns those still running."""
+    deadline = time.monotonic() + timeout
+    alive = [p for p in procs if not _gone(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.01)
+        alive = [p for p in alive if not _gone(p)]
+    return alive
 
 
 def find_process(pid: int, started_at: float | None) -> psutil.Process | None:
