@@ -10,6 +10,7 @@ import enum
 import graphlib
 import math
 import os
+import re
 import shlex
 import time
 from collections import Counter
@@ -56,6 +57,7 @@ DEFINITION_FIELDS = (
     "commandLine", "waiting", "timeout", "retry", "delay", "backoff", "cwd", "env", "shell", "killGrace",
 )
 MAX_ID_LENGTH = 200  # leaves room for ".log" within the usual 255-byte file-name limit
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f]")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -86,9 +88,7 @@ class JobDefinition:
         command = self.commandLine
         if isinstance(command, list) or self.shell or os.name == "nt":
             return command
-        if not command.isascii() or "'" in command or '"' in command or "\\" in command:
-            return shlex.split(command)
-        return command.split()  # the same result, without shlex's cost, when nothing is quoted
+        return split_command(command)
 
     def retry_wait(self, retry_number: int) -> float:
         """Seconds to wait before retry k (k = 1..retry): delay * backoff**(k-1)."""
@@ -195,6 +195,13 @@ def transition(record: JobRecord, status: JobRunningStatus, **fields: Any) -> di
 _second_text: tuple[int, str] = (-1, "")
 
 
+def split_command(command: str) -> list[str]:
+    """shlex.split, without shlex's cost when nothing is quoted or escaped (the usual case)."""
+    if not command.isascii() or "'" in command or '"' in command or "\\" in command:
+        return shlex.split(command)
+    return command.split()
+
+
 def format_datetime(timestamp: float) -> str:
     """Local time as DATE_FORMAT; the text of the second is reused (jobs end many to a second)."""
     global _second_text
@@ -247,7 +254,7 @@ def _is_number(value: Any) -> bool:
 def _default_id(commandLine: Any) -> str | None:
     """The base name of the first command-line argument, as documented."""
     try:
-        first = commandLine[0] if isinstance(commandLine, list) else shlex.split(commandLine)[0]
+        first = commandLine[0] if isinstance(commandLine, list) else split_command(commandLine)[0]
     except (ValueError, IndexError, TypeError):
         return None
     return os.path.basename(first) if isinstance(first, str) else None
@@ -259,7 +266,7 @@ def id_problem(job_id: Any) -> str | None:
         return f"id must be a non-empty string, not {job_id!r}"
     if job_id in (".", "..") or "/" in job_id or "\\" in job_id or (os.altsep and os.altsep in job_id):
         return "id must not contain a path separator or be '.' or '..' (it names the file <id>.log)"
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in job_id):
+    if _CONTROL_CHARACTERS.search(job_id):
         return "id must not contain NUL or control characters (it names the file <id>.log)"
     if len(job_id.encode()) > MAX_ID_LENGTH:
         return f"id is longer than {MAX_ID_LENGTH} bytes (it names the file <id>.log)"
@@ -285,7 +292,7 @@ def _check_command(name: str, context: dict, problems: _Problems) -> str | list[
         return None
     if not shell and os.name != "nt":
         try:
-            if not shlex.split(command):
+            if not split_command(command):
                 problems.add(name, "commandLine is empty")
                 return None
         except ValueError as error:

@@ -144,6 +144,7 @@ class Supervisor:
             self.collect_events()
             self.release_retries(now)
             self.start_ready()
+            self.executor.flush()
             self.persist(now)
             if self.done():
                 return self.finish()

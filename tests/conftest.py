@@ -19,15 +19,16 @@ import pytest
 MARKER = "SIMPLEJOB_TEST_SESSION"
 
 
-def session_processes(marker: str) -> list[psutil.Process]:
+def session_processes(marker: str, variable: str = MARKER) -> list[psutil.Process]:
+    """Live processes (not this one) whose environment has variable=marker: what we started."""
     found = []
     for proc in psutil.process_iter():
         if proc.pid == os.getpid():
             continue
         try:
-            if proc.environ().get(MARKER) == marker and proc.status() != psutil.STATUS_ZOMBIE:
+            if proc.environ().get(variable) == marker and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        except psutil.Error:
             pass
     return found
 

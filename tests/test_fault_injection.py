@@ -31,6 +31,7 @@ from collections import Counter
 
 import psutil
 import pytest
+from conftest import session_processes
 
 from simplejob import JobManager, JobRunningStatus, SupervisorDied
 from simplejob.statefile import load
@@ -60,16 +61,7 @@ def batch(runs_dir) -> list[dict]:
 
 
 def our_processes(marker: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter():
-        if proc.pid == os.getpid():
-            continue
-        try:
-            if proc.environ().get(MARKER) == marker and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except psutil.Error:
-            pass
-    return found
+    return session_processes(marker, MARKER)
 
 
 def supervisor_child() -> psutil.Process | None:

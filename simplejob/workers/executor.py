@@ -54,6 +54,9 @@ class Executor(abc.ABC):
         """Start an attempt: spec holds id, attempt, attempts, argv, commandText, shell, cwd, env,
         timeout, killGrace and log (a file path or None)."""
 
+    def flush(self) -> None:
+        """Send what submit() queued (called once per turn of the supervisor's loop)."""
+
     @abc.abstractmethod
     def take_events(self) -> list[Event]:
         """Events that arrived since the last call."""
