@@ -1,0 +1,78 @@
+"""Keeps scripts/bench.py working: a tiny run (a few hundred jobs, 1 round) must exit 0 and print
+its tables. No timing is asserted: times belong in docs/benchmarks.md, not in pass/fail."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="the benchmark's baseline is make")
+@pytest.mark.timeout(300)
+def test_quick_benchmark_runs_and_prints_its_tables(tmp_path):
+    raw = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "fan:300", "layers:300", "chain:200", "--rounds", "1",
+         "--entry-size", "1000", "--poll-size", "300", "--poll-seconds", "0.2",
+         "--tmpdir", str(tmp_path), "--json", str(raw)],
+        capture_output=True, text=True, timeout=280,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    for column in ("| graph | jobs | make -j2 (s) | simplejob (s) | × make | simplejob jobs/s | make jobs/s |",
+                   "peak RSS MB: caller / supervisor / workers", "µs per job", "entry() (s)", "report() (s)",
+                   "state file MB: snapshot + journal", "dependency → start delay ms: median / p99 / max"):
+        assert column in out
+    for row in ("| fan | 300 |", "| layers | 300 |", "| chain | 200 |"):
+        assert row in out
+    assert "entry() of 1,000 jobs (fan" in out
+    assert "completed() polled every 10 ms" in out
+    assert "### Errors" not in out
+
+    data = json.loads(raw.read_text())
+    assert data["errors"] == []
+    for graph in ("fan:300", "layers:300", "chain:200"):
+        (own,) = data["results"][graph]["simplejob"]
+        assert own["seconds"] is not None and own["data"]["problems"] == []
+        assert set(own["data"]["rss"]) >= {"caller", "supervisor", "worker"}
+    assert len(data["results"]["chain:200"]["simplejob"][0]["data"]["delays"]) == 199
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("simplejob-bench-")], "temporary files left"
+
+
+def test_graphs_have_the_documented_shape():
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import bench
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    assert bench.dependencies("fan", 3) == [[], [], []]
+    assert bench.dependencies("chain", 3) == [[], [0], [1]]
+    layers = bench.dependencies("layers", 120)
+    assert layers[:50] == [[]] * 50
+    assert layers[50] == [0, 1] and layers[99] == [49, 0] and layers[100] == [50, 51]
+    contexts = bench.job_contexts("chain", 2, waits_key="waits")
+    assert contexts == [{"id": "j0", "commandLine": "true"}, {"id": "j1", "commandLine": "true", "waits": ["j0"]}]
+
+
+def test_the_state_file_check_finds_what_went_wrong():
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import bench
+    finally:
+        sys.path.remove(str(BENCH.parent))
+
+    def job(start, elapsed, status="Completed", code=0):
+        return {"runningStatus": status, "exitCode": code, "startTimestamp": start, "elapsedSeconds": elapsed}
+    chain = bench.dependencies("chain", 3)
+    assert bench.check_run({"j0": job(0, 1), "j1": job(1, 1), "j2": job(2.5, 1)}, chain, 2) == []
+    assert bench.chain_delays({"j0": job(0, 1), "j1": job(1, 1), "j2": job(2.5, 1)}, 3) == [0, 0.5]
+    early = bench.check_run({"j0": job(0, 1), "j1": job(0.5, 1), "j2": job(2, 1, "Completed", 1)}, chain, 2)
+    assert any("j1 started" in p for p in early) and any("j2 ended Completed with exit code 1" in p for p in early)
+    crowded = bench.check_run({"j0": job(0, 1), "j1": job(0.1, 1), "j2": job(0.2, 1)}, bench.dependencies("fan", 3), 2)
+    assert crowded == ["3 jobs ran at once with maxWorkers=2"]
