@@ -21,6 +21,7 @@ import glob
 import json
 import os
 import socket
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -321,6 +322,8 @@ class StateWriter:
         self.last_compaction = 0.0
         self.compaction_cost = 0.0
         self.compacted_offset = -1
+        self.writing: threading.Thread | None = None  # a snapshot being written in the background
+        self.write_error: BaseException | None = None
 
     def start(self) -> None:
         remove_leftovers(self.path)
@@ -359,13 +362,13 @@ class StateWriter:
         self.last_fsync = time.monotonic() if now is None else now
 
     def compaction_due(self, now: float) -> bool:
-        if self.offset == self.compacted_offset:
+        if self.offset == self.compacted_offset or (self.writing is not None and self.writing.is_alive()):
             return False
         wait = max(COMPACT_MIN_INTERVAL, COMPACT_COST_SHARE * self.compaction_cost)
         return now - self.last_compaction >= wait
 
-    def write_snapshot(self, f: BinaryIO) -> None:
-        """The snapshot, written piece by piece: a 100,000-job snapshot is never one string in memory."""
+    def snapshot_parts(self) -> list[bytes]:
+        """The snapshot as pieces to write in order: never one 40 MB string for 100,000 jobs."""
         for job_id in self.dirty:
             record = self.state.records[job_id]
             self.fragments[job_id] = f"  {dumps(job_id)}: {dumps(record.to_json())}".encode()
@@ -377,27 +380,51 @@ class StateWriter:
             "supervisor": self.state.supervisor,
             "options": self.state.options,
         }
-        f.write(json.dumps(head, ensure_ascii=False, indent=1)[:-2].encode())  # without the closing "\n}"
         # Jobs one per line, in entry order: readable with cat, greppable, cheap to rebuild.
-        f.write(b',\n "jobs": {\n')
-        separator = b""
-        for fragment in self.fragments.values():
-            f.write(separator)
-            f.write(fragment)
-            separator = b",\n"
-        f.write(b"\n }\n}\n")
+        pieces = list(self.fragments.values())
+        body: list[bytes] = [b",\n"] * (2 * len(pieces) - 1) if pieces else []
+        body[0::2] = pieces
+        head_text = json.dumps(head, ensure_ascii=False, indent=1)[:-2]  # without the closing "\n}"
+        return [head_text.encode(), b',\n "jobs": {\n', *body, b"\n }\n}\n"]
 
-    def compact(self) -> None:
-        """Write a snapshot holding everything journaled so far (durably: it is the base of a resume)."""
+    def compact(self, *, background: bool = False) -> None:
+        """Write a snapshot holding everything journaled so far, durably (it is the base of a resume).
+
+        background: the writing (for big batches tens of megabytes and an fsync) happens in a
+        thread while the supervisor goes on scheduling; the pieces were taken before, so the
+        snapshot is exactly the journal up to its journalOffset.
+        """
+        self._join_writing()
         started = time.monotonic()
         if self.fd is not None:
             self.flush(now=started)
         self.state.journalOffset = self.offset
-        replace_atomically(self.path, self.write_snapshot, durable=True)
+        parts, offset = self.snapshot_parts(), self.offset
+        if background:
+            self.writing = threading.Thread(target=self._write, args=(parts, offset, started), daemon=True)
+            self.writing.start()
+        else:
+            self._write(parts, offset, started)
+            self._join_writing()
+
+    def _write(self, parts: list[bytes], offset: int, started: float) -> None:
+        try:
+            replace_atomically(self.path, lambda f: f.writelines(parts), durable=True)
+        except BaseException as error:  # raised again in the supervisor's thread (_join_writing)
+            self.write_error = error
+            return
         finished = time.monotonic()
-        self.compacted_offset = self.offset
+        self.compacted_offset = offset
         self.last_compaction = finished
         self.compaction_cost = finished - started
+
+    def _join_writing(self) -> None:
+        if self.writing is not None:
+            self.writing.join()
+            self.writing = None
+        if self.write_error is not None:
+            error, self.write_error = self.write_error, None
+            raise error
 
     def close(self) -> None:
         """Final snapshot and journal, both on disk (fsync) before returning."""

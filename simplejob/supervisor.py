@@ -191,7 +191,7 @@ class Supervisor:
     def persist(self, now: float) -> None:
         self.writer.flush(now=now)
         if self.writer.compaction_due(now):
-            self.writer.compact()
+            self.writer.compact(background=True)
 
     def done(self) -> bool:
         if self.in_flight or self.retries:
