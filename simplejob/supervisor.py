@@ -43,14 +43,14 @@ COALESCE = 0.001  # seconds to let events gather while every worker has work que
 
 class Supervisor:
     def __init__(self, state: statefile.State, writer: statefile.StateWriter, options: dict[str, Any],
-                 control_fd: int, inbox: bytes, *, now: float | None = None) -> None:
+                 control_fd: int, inbox: bytes, executor: Executor) -> None:
         self.state = state
         self.records: dict[str, JobRecord] = state.records
         self.writer = writer
         self.keep_going = bool(options.get("keepGoing"))
         self.log_dir = options.get("logOutputDirectory") or None
-        self.selector = selectors.DefaultSelector()
-        self.executor: Executor = LocalProcessPool(self.selector, int(options["maxWorkers"]))
+        self.executor = executor
+        self.selector = executor.selector
         self.control_fd = control_fd
         self.inbox = inbox
         self.parent = os.getppid()
@@ -382,13 +382,17 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the handlers are installed
     proctree_parent = os.getppid()
     spec, inbox = _read_spec(0)
+    # Workers start now: their interpreters start up while the batch is planned and written down.
+    max_workers = int(spec["options"]["maxWorkers"])
+    executor = LocalProcessPool(selectors.DefaultSelector(), max_workers)
+    executor.prepare(min(max_workers, len(spec["jobs"])))
     try:
         state, writer, lock, old_basis = open_batch(spec)
     except _Refused as refused:
         _reply(refused.reply)
         raise SystemExit(EXIT_NOT_STARTED) from None
     del spec["jobs"]  # the records hold them now; a 100,000-job spec is about 100 MB of dicts
-    supervisor = Supervisor(state, writer, spec["options"], 0, inbox)
+    supervisor = Supervisor(state, writer, spec["options"], 0, inbox, executor)
     supervisor.cancel(spec.get("cancel") or [])  # cancelled before the batch started
     supervisor.parent = proctree_parent
     _reply({"ok": True, "pid": os.getpid(), "generation": state.generation, "basis": old_basis})
