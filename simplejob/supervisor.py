@@ -12,7 +12,7 @@
 The manager starts it as its own program (simplejob.programs), sends the batch as one JSON line
 on its stdin and keeps that pipe open: its end means the manager is gone, and the supervisor
 then stops the batch (kills the running trees, records them Interrupted) and exits. So do
-SIGINT and SIGTERM. Exit codes: 0 the batch ran to its end, 2 it could not start (the reason
+SIGINT, SIGTERM and SIGHUP. Exit codes: 0 the batch ran to its end, 2 it could not start (the reason
 was sent to the manager), 3 it was interrupted.
 """
 from __future__ import annotations
@@ -380,7 +380,7 @@ class _Refused(Exception):
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the handlers are installed
-    proctree_parent = os.getppid()
+    owner = os.getppid()  # read first: if the owner dies while we start, getppid() changes
     spec, inbox = _read_spec(0)
     # Workers start now: their interpreters start up while the batch is planned and written down.
     max_workers = int(spec["options"]["maxWorkers"])
@@ -394,7 +394,7 @@ def main() -> None:
     del spec["jobs"]  # the records hold them now; a 100,000-job spec is about 100 MB of dicts
     supervisor = Supervisor(state, writer, spec["options"], 0, inbox, executor)
     supervisor.cancel(spec.get("cancel") or [])  # cancelled before the batch started
-    supervisor.parent = proctree_parent
+    supervisor.parent = owner
     _reply({"ok": True, "pid": os.getpid(), "generation": state.generation, "basis": old_basis})
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # nobody reads our stdout any more; a stray write must not block
