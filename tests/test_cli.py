@@ -50,9 +50,13 @@ def test_invalid_jobs_are_a_usage_error_naming_the_job(tmp_path):
 
 
 def test_the_demo_batch_runs(tmp_path):
-    result = simplejob("run", str(ROOT / "examples" / "demo.json"), "--logOutputDirectory", str(tmp_path))
+    result = simplejob("run", str(ROOT / "examples" / "demo.json"), "--logOutputDirectory", str(tmp_path / "logs"),
+                       cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert len(json.loads(result.stdout)["results"]) == 6
+    results = {job_id: r[job_id] for r in json.loads(result.stdout)["results"] for job_id in r}
+    assert len(results) == 6 and all(r["exitCode"] == 0 for r in results.values())
+    assert results["flaky"]["retried"] == 1  # its first attempt timed out, as the demo shows
+    assert "timed out" in (tmp_path / "logs" / "flaky.log").read_text()
 
 
 def test_the_console_script_is_installed(tmp_path):
