@@ -117,16 +117,7 @@ class JobManager:
             backup = statefile.move_aside(path)
             warnings.warn(f"{error}; moved it aside to {backup!r} and starting afresh", stacklevel=2)
             old = None
-        plan = resume.plan(definitions, old)
-        self._basis = statefile.basis(old)
-        self._cancelled = []
-        self.stateFile = path
-        self._definitions = definitions
-        self._error = None
-        self._state = statefile.State(
-            path=path, generation=old.generation if old else 0, supervisor={}, options=self._options(),
-            records=plan.records,
-        )
+        self._plan(path, definitions, old)
 
     def entryFromJson(self, path: str | os.PathLike) -> None:
         """entry() with the jobContexts of a JSON file: {"jobContexts": [...]}."""
@@ -164,14 +155,7 @@ class JobManager:
             return
         self.join()
         self._close()
-        old = statefile.load(self.stateFile)
-        self._basis = statefile.basis(old)
-        self._cancelled = []
-        self._state = statefile.State(
-            path=self.stateFile, generation=old.generation if old else 0, supervisor={},
-            options=self._options(), records=resume.plan(self._definitions, old).records,
-        )
-        self._error = None
+        self._plan(self.stateFile, self._definitions, statefile.load(self.stateFile))
         self.run(interval)
 
     def cancel(self, id: str | None = None) -> None:
@@ -232,6 +216,18 @@ class JobManager:
             return Report({"results": [{job.id: job.report()} for job in jobs]})
 
     # --- internals --------------------------------------------------------------------------------
+
+    def _plan(self, path: str, definitions: list[JobDefinition], old: statefile.State | None) -> None:
+        """The picture of a batch about to run: planned from the earlier state, if there is one."""
+        self.stateFile = path
+        self._definitions = definitions
+        self._basis = statefile.basis(old)
+        self._cancelled = []
+        self._error = None
+        self._state = statefile.State(
+            path=path, generation=old.generation if old else 0, supervisor={}, options=self._options(),
+            records=resume.plan(definitions, old).records,
+        )
 
     def _options(self) -> dict[str, Any]:
         return {"maxWorkers": self.maxWorkers, "keepGoing": self.keepGoing,
