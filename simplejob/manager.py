@@ -39,12 +39,16 @@ class _Follower:
         self.state, self.tail = state, tail
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self.abandoned = False
         self.thread = threading.Thread(target=self._run, name="simplejob-follower", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         while not self.stopping.wait(FOLLOW_INTERVAL):
             self.read()
+        if self.abandoned:  # its manager was dropped: nobody will close() us
+            with self.lock:
+                self.tail.close()
 
     def read(self) -> None:
         with self.lock:
@@ -337,6 +341,7 @@ class JobManager:
     def __del__(self) -> None:
         follower = getattr(self, "_follower", None)
         if follower is not None:
+            follower.abandoned = True
             follower.stopping.set()
 
 
