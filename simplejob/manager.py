@@ -257,9 +257,7 @@ class JobManager:
             code = proc.wait()
             if reply["error"] == "locked":
                 raise StateFileLocked(self.stateFile, reply.get("pid"), reply.get("host"))
-            if reply["error"] == "state":
-                raise StateFileError(self.stateFile, reply["problem"])
-            if reply["error"] == "log":
+            if reply["error"] in ("state", "log"):
                 raise StateFileError(self.stateFile, reply["problem"])
             raise SupervisorDied(proc.pid, code, self.stateFile)
         self._proc = proc

@@ -43,7 +43,7 @@ COALESCE = 0.001  # seconds to let events gather while every worker has work que
 
 class Supervisor:
     def __init__(self, state: statefile.State, writer: statefile.StateWriter, options: dict[str, Any],
-                 control_fd: int, inbox: bytes, executor: Executor) -> None:
+                 control_fd: int, inbox: bytes, executor: Executor, owner: int) -> None:
         self.state = state
         self.records: dict[str, JobRecord] = state.records
         self.writer = writer
@@ -53,7 +53,7 @@ class Supervisor:
         self.selector = executor.selector
         self.control_fd = control_fd
         self.inbox = inbox
-        self.parent = os.getppid()
+        self.parent = owner  # the manager's pid: if getppid() changes, it died
         self.interrupted: str | None = None  # why the batch is being stopped
         self.in_flight: set[str] = set()  # handed to the executor, not finished
         self.begun: set[str] = set()  # in flight and known to have started
@@ -70,8 +70,6 @@ class Supervisor:
             if r.runningStatus == JobRunningStatus.Ready and self.unmet[r.id] == 0
         )
         self.failed = any(r.failure() for r in self.records.values())
-        to_run = sum(1 for r in self.records.values() if r.runningStatus == JobRunningStatus.Ready)
-        self.executor.prepare(min(to_run, int(options["maxWorkers"])))
         self._install_signals()
         self.selector.register(control_fd, selectors.EVENT_READ, self._on_control)
 
@@ -392,9 +390,8 @@ def main() -> None:
         _reply(refused.reply)
         raise SystemExit(EXIT_NOT_STARTED) from None
     del spec["jobs"]  # the records hold them now; a 100,000-job spec is about 100 MB of dicts
-    supervisor = Supervisor(state, writer, spec["options"], 0, inbox, executor)
+    supervisor = Supervisor(state, writer, spec["options"], 0, inbox, executor, owner)
     supervisor.cancel(spec.get("cancel") or [])  # cancelled before the batch started
-    supervisor.parent = owner
     _reply({"ok": True, "pid": os.getpid(), "generation": state.generation, "basis": old_basis})
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # nobody reads our stdout any more; a stray write must not block

@@ -2,8 +2,8 @@
 
 A worker claims an attempt when it has room: nothing running, or a short job running (not yet
 announced as started) and fewer than QUEUE_AHEAD attempts waiting behind it, so that it starts
-the next attempt without a round trip through the supervisor. It reports "started", "finished" and "returned"
-events on its stdout. A worker that dies is noticed at once (end of its stdout): the tree of
+the next attempt without a round trip through the supervisor. It reports "started", "finished"
+and "returned" events on its stdout. A worker that dies is noticed at once (end of its stdout): the tree of
 the job it ran is killed and the attempt is reported as failed with the reason.
 """
 from __future__ import annotations

@@ -30,17 +30,12 @@ import subprocess
 import sys
 import time
 from collections import deque
-from datetime import datetime
 from typing import Any, BinaryIO
 
+from ..model import format_datetime
 from . import proctree
 
-DATE_FORMAT = "%Y/%m/%d %H:%M:%S.%f"
 ANNOUNCE_DELAY = 0.02  # seconds an attempt runs before the supervisor is told it started
-
-
-def _now_text() -> str:
-    return datetime.now().strftime(DATE_FORMAT)
 
 
 def _spawn_failure(error: OSError, attempt: dict[str, Any]) -> tuple[int, str]:
@@ -94,6 +89,13 @@ def _executable(spec: dict[str, Any], env: dict[str, str] | None) -> str | None:
     return _programs[key]
 
 
+def _finished(job_id: str, pid: int | None, start: float | None, *, exit_code: int | None, reason: str | None,
+              timed_out: bool = False, cancelled: bool = False, leftovers: int = 0) -> dict[str, Any]:
+    """The "finished" message (start None: the attempt never started)."""
+    return {"ev": "finished", "id": job_id, "pid": pid, "startT": start, "exitCode": exit_code, "timedOut": timed_out,
+            "cancelled": cancelled, "reason": reason, "leftovers": leftovers, "t": time.time()}
+
+
 class Attempt:
     """One running attempt: its process, log and deadline."""
 
@@ -109,7 +111,7 @@ class Attempt:
 
     def note(self, text: str) -> None:
         if self.log is not None:
-            self.log.write(f"--- simplejob {_now_text()}: {text}\n".encode())
+            self.log.write(f"--- simplejob {format_datetime(time.time())}: {text}\n".encode())
             self.log.flush()
 
     def start(self) -> tuple[int, str] | None:
@@ -209,8 +211,7 @@ class Worker:
             self.stop_current("cancelled", cancelled=True)
         elif any(spec["id"] == job_id for spec in self.waiting):
             self.waiting = deque(spec for spec in self.waiting if spec["id"] != job_id)
-            self.send({"ev": "finished", "id": job_id, "pid": None, "startT": None, "exitCode": None,
-                       "timedOut": False, "cancelled": True, "reason": "cancelled", "leftovers": 0, "t": time.time()})
+            self.send(_finished(job_id, None, None, exit_code=None, cancelled=True, reason="cancelled"))
 
     def start(self, spec: dict[str, Any]) -> None:
         attempt = Attempt(spec)
@@ -269,11 +270,10 @@ class Worker:
                 attempt.note(f"the job left {len(leftovers)} process(es) running {leftovers}; killed them")
         attempt.close()
         self.current = None
-        self.send({
-            "ev": "finished", "id": attempt.id, "pid": attempt.proc.pid if attempt.proc else None,
-            "startT": attempt.start_time, "exitCode": exit_code, "timedOut": timed_out, "cancelled": cancelled,
-            "reason": reason, "leftovers": len(leftovers), "t": time.time(),
-        })
+        self.send(_finished(
+            attempt.id, attempt.proc.pid if attempt.proc else None, attempt.start_time, exit_code=exit_code,
+            timed_out=timed_out, cancelled=cancelled, reason=reason, leftovers=len(leftovers),
+        ))
         if not self.waiting:
             return
         if exit_code == 0 and self.stdin_open:
