@@ -4,6 +4,7 @@ batch's state in a JSON file that survives interruption and that a person can re
 The names below are imported on first use, so that simplejob's own worker processes (which
 import simplejob.workers.worker) start without loading the manager.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -12,9 +13,17 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "BatchInterrupted": "manager", "CalledJobError": "errors", "Job": "job", "JobManager": "manager",
-    "JobRunningStatus": "model", "Report": "report", "SimpleJob": "job", "SimpleJobManager": "manager",
-    "SimplejobError": "errors", "StateFileError": "errors", "StateFileLocked": "errors",
+    "BatchInterrupted": "errors",
+    "CalledJobError": "errors",
+    "Job": "job",
+    "JobManager": "manager",
+    "JobRunningStatus": "model",
+    "Report": "report",
+    "SimpleJob": "job",
+    "SimpleJobManager": "manager",
+    "SimplejobError": "errors",
+    "StateFileError": "errors",
+    "StateFileLocked": "errors",
     "SupervisorDied": "errors",
 }
 __all__ = sorted(_EXPORTS)
@@ -31,8 +40,15 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .errors import CalledJobError, SimplejobError, StateFileError, StateFileLocked, SupervisorDied
+    from .errors import (
+        BatchInterrupted,
+        CalledJobError,
+        SimplejobError,
+        StateFileError,
+        StateFileLocked,
+        SupervisorDied,
+    )
     from .job import Job, SimpleJob
-    from .manager import BatchInterrupted, JobManager, SimpleJobManager
+    from .manager import JobManager, SimpleJobManager
     from .model import JobRunningStatus
     from .report import Report

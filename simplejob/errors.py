@@ -1,5 +1,8 @@
 """The exceptions simplejob raises: one base class, each subclass carrying its fields."""
+
 from __future__ import annotations
+
+from .protocol import SupervisorExit
 
 
 class SimplejobError(Exception):
@@ -51,3 +54,16 @@ class SupervisorDied(SimplejobError, RuntimeError):
             f"its jobs were stopped. The state is in {stateFile!r}: a new JobManager with "
             f"stateFile={stateFile!r} resumes the batch"
         )
+
+
+class BatchInterrupted(SupervisorDied):
+    """The batch was stopped (Ctrl-C, SIGTERM, cancel of the owner) before it finished."""
+
+    def __init__(self, pid: int, stateFile: str, reason: str | None) -> None:
+        SimplejobError.__init__(
+            self,
+            f"the batch was {reason or 'interrupted'} (supervisor pid {pid}); its running jobs were "
+            f"killed and recorded as Interrupted in {stateFile!r}: a new JobManager with "
+            f"stateFile={stateFile!r} resumes it",
+        )
+        self.pid, self.returncode, self.stateFile, self.reason = pid, int(SupervisorExit.INTERRUPTED), stateFile, reason

@@ -3,7 +3,11 @@
 It validates the batch, starts the supervisor (simplejob/supervisor.py) on the first
 runAllReadyJobs(), and answers completed(), errorOccurred(), jobs and report() from the state
 file: it reads the snapshot once, then only what the journal gained since the last call.
+
+A JobManager holds at most one batch: _Plan (from entry() on: the picture of the jobs) and,
+once started, _SupervisorRun (the supervisor process and the follower of its journal).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -12,23 +16,23 @@ import os
 import subprocess
 import tempfile
 import threading
-import time
 import warnings
 from collections import Counter
-from typing import Any
-
-import filelock
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 from . import resume, statefile
-from .errors import CalledJobError, SimplejobError, StateFileError, StateFileLocked, SupervisorDied
+from .errors import BatchInterrupted, CalledJobError, StateFileError, StateFileLocked, SupervisorDied
 from .model import FINISHED, JobDefinition, JobRecord, JobRunningStatus, parse_contexts, transition
 from .programs import python_command
+from .protocol import BatchOptions, BatchSpec, ControlMessage, SupervisorExit, SupervisorReply
 from .report import Report
+from .scheduler import closure
 
-# Supervisor exit codes (simplejob.supervisor)
-_FINISHED, _NOT_STARTED, _INTERRUPTED = 0, 2, 3
 STOP_MARGIN = 5.0  # seconds a stopping supervisor gets beyond the jobs' kill grace
 FOLLOW_INTERVAL = 0.05  # seconds between the follower's reads of the journal
+OWNER_WAIT = 1.0  # seconds to wait for a starting owner of a locked state file to name itself
 
 
 class _Follower:
@@ -65,54 +69,179 @@ class _Follower:
             self.tail.close()
 
 
-class BatchInterrupted(SupervisorDied):
-    """The batch was stopped (Ctrl-C, SIGTERM, cancel of the owner) before it finished."""
+@dataclass
+class _Plan:
+    """A batch from entry() on: what runs, and the picture of its jobs (planned from the earlier state)."""
 
-    def __init__(self, pid: int, stateFile: str, reason: str | None) -> None:
-        SimplejobError.__init__(
-            self, f"the batch was {reason or 'interrupted'} (supervisor pid {pid}); its running jobs were "
-            f"killed and recorded as Interrupted in {stateFile!r}: a new JobManager with "
-            f"stateFile={stateFile!r} resumes it",
+    path: str
+    definitions: list[JobDefinition]
+    options: BatchOptions
+    state: statefile.State
+    basis: list[int] | None  # what the records were planned from (statefile.basis)
+    targets: list[str] | None  # run only these and what they wait on
+    # With targets, the jobs that must finish for the batch to be complete, and how many other
+    # jobs count as finished (they do not change while the batch runs).
+    wanted: int = 0
+    finished_elsewhere: int = 0
+    cancelled: list[str] = field(default_factory=list)  # cancelled before the batch started
+
+    def spec(self) -> BatchSpec:
+        return {
+            "stateFile": self.path,
+            "options": self.options,
+            "cancel": self.cancelled,
+            "jobs": [{"id": d.id, **d.to_json()} for d in self.definitions],
+        }
+
+
+class _SupervisorRun:
+    """A started batch: the supervisor process, and the follower that applies its journal to the
+    plan's picture until the supervisor ends (then error says how it ended, if not as it should)."""
+
+    def __init__(self, plan: _Plan) -> None:
+        self.plan = plan
+        self.grace = max((d.killGrace for d in plan.definitions), default=0.0)
+        proc = subprocess.Popen(
+            python_command("simplejob.supervisor"), stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True
         )
-        self.pid, self.returncode, self.stateFile, self.reason = pid, _INTERRUPTED, stateFile, reason
+        assert proc.stdin is not None and proc.stdout is not None
+        self.proc, self.stdin = proc, proc.stdin
+        try:
+            self.stdin.write((json.dumps(plan.spec()) + "\n").encode())
+            self.stdin.flush()
+            reply_line = proc.stdout.readline()
+        except BrokenPipeError:
+            reply_line = b""
+        proc.stdout.close()
+        reply = cast(SupervisorReply, json.loads(reply_line) if reply_line.strip() else {})
+        if "ok" not in reply:
+            self.stdin.close()
+            code = proc.wait()
+            if "error" not in reply:
+                raise SupervisorDied(proc.pid, code, plan.path)
+            if reply["error"] == "locked":
+                raise StateFileLocked(plan.path, reply["pid"], reply["host"])
+            raise StateFileError(plan.path, reply["problem"])
+        state = plan.state
+        if reply["basis"] == plan.basis:  # it planned from the picture we planned from
+            state.generation, state.journalOffset = reply["generation"], 0
+            state.supervisor.update(pid=reply["pid"])
+            tail = statefile.JournalTail(plan.path, state)
+            tail.read_into(state)
+        else:
+            followed = statefile.follow(plan.path)
+            assert followed is not None, "the supervisor wrote the state file before its reply"
+            plan.state, tail = followed
+        self.follower = _Follower(plan.state, tail)
+        self.ended = False
+        self.error: SupervisorDied | None = None
+
+    def send(self, message: ControlMessage) -> None:
+        try:
+            self.stdin.write((json.dumps(message) + "\n").encode())
+            self.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # the supervisor is done or gone
+
+    def refresh(self, *, full: bool) -> None:
+        """Bring the picture up to date: full reads the journal now; otherwise the follower's
+        last read (at most FOLLOW_INTERVAL old) is enough, and the call stays cheap."""
+        if self.ended:
+            return
+        if self.proc.poll() is not None:
+            self._ended()
+        elif full:
+            self.follower.read()
+
+    def _ended(self) -> None:
+        """The supervisor exited: read the last of the journal and note how it ended."""
+        self.follower.close()
+        self.ended = True
+        self._close_stdin()
+        code = self.proc.returncode
+        if code == SupervisorExit.INTERRUPTED:
+            self.error = BatchInterrupted(self.proc.pid, self.plan.path, self.plan.state.supervisor.get("reason"))
+        elif code != SupervisorExit.FINISHED:
+            self.error = SupervisorDied(self.proc.pid, code, self.plan.path)
+
+    def wait(self, interval: float) -> None:
+        """Wait for the supervisor's end; a KeyboardInterrupt meanwhile stops the batch first.
+        Its message, if any, is the recorded reason ("interrupted by SIGTERM"); else SIGINT's."""
+        try:
+            while not self.ended:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(timeout=max(0.01, interval))
+                self.refresh(full=True)
+        except KeyboardInterrupt as interrupt:
+            self.stop(str(interrupt) or "interrupted by SIGINT")
+            raise
+
+    def stop(self, reason: str) -> None:
+        """Stop the batch: the supervisor kills the running trees and records them Interrupted;
+        wait for that, so the state file says so when the caller goes on."""
+        self.send({"op": "stop", "reason": reason})
+        self._close_stdin()
+        try:
+            self.proc.wait(timeout=self.grace + STOP_MARGIN)
+        except subprocess.TimeoutExpired:
+            return  # it goes on stopping by itself (it saw its stdin close)
+        self.refresh(full=True)
+
+    def close(self) -> None:
+        if not self.ended:
+            self.follower.close()
+
+    def abandon(self) -> None:
+        """The manager is being dropped: the follower thread closes its journal descriptor itself."""
+        if not self.ended:
+            self.follower.abandoned = True
+            self.follower.stopping.set()
+
+    def _close_stdin(self) -> None:
+        with contextlib.suppress(BrokenPipeError):
+            self.stdin.close()
 
 
 class JobManager:
     """Runs a batch of commands in dependency order, maxWorkers at a time (see README.md)."""
 
-    def __init__(self, logOutputDirectory: str | None = "", stateFile: str | os.PathLike | None = None,
-                 maxWorkers: int | None = None, keepGoing: bool = False,
-                 moveAsideUnreadableState: bool = False) -> None:
-        if maxWorkers is not None and (not isinstance(maxWorkers, int) or isinstance(maxWorkers, bool) or maxWorkers < 1):
+    def __init__(
+        self,
+        logOutputDirectory: str | None = "",
+        stateFile: str | os.PathLike[str] | None = None,
+        maxWorkers: int | None = None,
+        keepGoing: bool = False,
+        moveAsideUnreadableState: bool = False,
+    ) -> None:
+        if maxWorkers is not None and (
+            not isinstance(maxWorkers, int) or isinstance(maxWorkers, bool) or maxWorkers < 1
+        ):
             raise ValueError(f"maxWorkers must be an integer >= 1 (or None for the number of CPUs), not {maxWorkers!r}")
         self.logOutputDirectory = os.path.abspath(logOutputDirectory) if logOutputDirectory else ""
         self.maxWorkers = maxWorkers or os.cpu_count() or 1
         self.keepGoing = bool(keepGoing)
         self.moveAsideUnreadableState = bool(moveAsideUnreadableState)  # see docs/state-file.md
-        self._explicitStateFile = os.path.abspath(os.fspath(stateFile)) if stateFile else None
-        self.stateFile: str | None = self._explicitStateFile
-        self._definitions: list[JobDefinition] = []
-        self._state: statefile.State | None = None
-        self._follower: _Follower | None = None
-        self._proc: subprocess.Popen | None = None
-        self._error: SupervisorDied | None = None
-        self._basis: list[int] | None = None  # what the records were planned from (statefile.basis)
-        self._cancelled: list[str] = []  # cancelled before the batch started
+        self._given_state_file = os.path.abspath(os.fspath(stateFile)) if stateFile else None
+        self.stateFile: str | None = self._given_state_file
+        self._plan: _Plan | None = None
+        self._run: _SupervisorRun | None = None
 
     # --- the batch ----------------------------------------------------------------------------
 
-    def entry(self, jobContexts: list[dict[str, Any]]) -> None:
+    def entry(self, jobContexts: list[dict[str, Any]], targets: Collection[str] | None = None) -> None:
         """Validate and record a batch; it starts nothing (runAllReadyJobs() or run() does).
 
         With an explicit stateFile left by an earlier batch, jobs that completed with exit code 0
-        and are unchanged are kept (not run again): see docs/state-file.md.
+        and are unchanged are kept (not run again): see docs/state-file.md. targets: run only
+        these jobs and what they wait on, transitively (the others are left as they are).
         """
         definitions = parse_contexts(jobContexts)
-        if self._proc is not None:
+        target_list = _check_targets(definitions, targets)
+        if self._run is not None:
             self.join()  # as documented: a new entry() waits for the previous batch
         self._close()
-        path = self._explicitStateFile or os.path.join(tempfile.mkdtemp(prefix="simplejob-"), "state.json")
-        _check_not_owned(path)
+        path = self._given_state_file or os.path.join(tempfile.mkdtemp(prefix="simplejob-"), "state.json")
+        statefile.acquire_lock(path, owner_wait=OWNER_WAIT).release()  # fail now if a live batch owns it
         try:
             old = statefile.load(path)
         except StateFileError as error:
@@ -121,9 +250,9 @@ class JobManager:
             backup = statefile.move_aside(path)
             warnings.warn(f"{error}; moved it aside to {backup!r} and starting afresh", stacklevel=2)
             old = None
-        self._plan(path, definitions, old)
+        self._new_plan(path, definitions, old, target_list)
 
-    def entryFromJson(self, path: str | os.PathLike) -> None:
+    def entryFromJson(self, path: str | os.PathLike[str]) -> None:
         """entry() with the jobContexts of a JSON file: {"jobContexts": [...]}."""
         try:
             with open(path, encoding="utf-8") as f:
@@ -137,11 +266,11 @@ class JobManager:
     def runAllReadyJobs(self) -> None:
         """Start the batch (first call); from then on the supervisor starts each job as soon as it
         can, so later calls only check that the supervisor is alive."""
-        if self._state is None:
+        if self._plan is None:
             return
-        if self._proc is None:
-            self._start()
-        self._refresh()
+        if self._run is None:
+            self._run = _SupervisorRun(self._plan)
+        self._run.refresh(full=True)
         self._raise_if_died()
 
     def run(self, interval: float = 1.0) -> None:
@@ -150,43 +279,42 @@ class JobManager:
         interval (seconds) only bounds how long a Ctrl-C may wait to be noticed.
         """
         self.runAllReadyJobs()
-        self._wait(interval)
+        if self._run is not None:
+            self._run.wait(interval)
         self._raise_if_failed()
 
     def rerun(self, interval: float = 1.0) -> None:
         """Run the failed, RetryOut, cancelled and interrupted jobs again, then what waits on them."""
-        if self._state is None:
+        plan = self._plan
+        if plan is None:
             return
         self.join()
         self._close()
-        self._plan(self.stateFile, self._definitions, statefile.load(self.stateFile))
+        self._new_plan(plan.path, plan.definitions, statefile.load(plan.path), plan.targets)
         self.run(interval)
 
     def cancel(self, id: str | None = None) -> None:
         """Kill the running tree of job id (or of every job) and keep it (them) from starting."""
-        if self._state is None:
+        plan = self._plan
+        if plan is None:
             return
-        if id is not None and id not in self._state.records:
+        records = plan.state.records
+        if id is not None and id not in records:
             raise ValueError(f"cancel: no job with id {id!r} in this batch")
-        ids = list(self._state.records) if id is None else [id]
-        if self._proc is None:  # not started: the supervisor will cancel them before anything starts
+        ids = list(records) if id is None else [id]
+        if self._run is None:  # not started: the supervisor will cancel them before anything starts
             for job_id in ids:
-                record = self._state.records[job_id]
+                record = records[job_id]
                 if record.runningStatus == JobRunningStatus.Ready:
-                    self._state.apply(transition(record.copy(), JobRunningStatus.Cancelled, reason="cancelled"))
-                    self._cancelled.append(job_id)
+                    plan.state.apply(transition(record.copy(), JobRunningStatus.Cancelled, reason="cancelled"))
+                    plan.cancelled.append(job_id)
             return
-        message = {"op": "cancel", "ids": ids}
-        try:
-            self._proc.stdin.write((json.dumps(message) + "\n").encode())
-            self._proc.stdin.flush()
-        except (BrokenPipeError, ValueError):
-            pass  # the supervisor is done or gone
+        self._run.send({"op": "cancel", "ids": ids})
 
     def join(self) -> None:
         """Wait until no job is running and none can start (returns at once if never started)."""
-        if self._proc is not None:
-            self._wait(1.0)
+        if self._run is not None:
+            self._run.wait(1.0)
             self._raise_if_died()
 
     # --- questions ------------------------------------------------------------------------------
@@ -194,175 +322,101 @@ class JobManager:
     def completed(self) -> bool:
         """True when every job finished (Completed, RetryOut or Cancelled)."""
         state = self._refresh(full=False)
-        if state is None or self._error is not None:
+        if state is None or self._plan is None or (self._run is not None and self._run.error is not None):
             return False
-        return sum(state.counts[s] for s in FINISHED) == len(state.records)
+        finished = sum(state.counts[s] for s in FINISHED)
+        if self._plan.targets is None:
+            return finished == len(state.records)
+        return finished - self._plan.finished_elsewhere == self._plan.wanted
 
     def errorOccurred(self) -> bool:
         """True if a job failed (non-zero exit, RetryOut, cancelled, interrupted) or the supervisor died."""
         state = self._refresh(full=False)
-        return state is not None and (state.failures > 0 or self._error is not None)
+        died = self._run is not None and self._run.error is not None
+        return state is not None and (state.failures > 0 or died)
 
     @property
     def jobs(self) -> list[JobRecord]:
         state = self._refresh()
         return [] if state is None else list(state.records.values())
 
-    def getRunningStatus(self) -> Counter:
+    def getRunningStatus(self) -> Counter[str]:
         state = self._refresh(full=False)
         return Counter() if state is None else Counter({s.name: n for s, n in state.counts.items() if n})
 
     def report(self) -> Report:
         """{"results": [{id: {...}}, ...]} in entry order; print() shows it as indented JSON."""
         jobs = self.jobs
-        follower = self._follower
-        with follower.lock if follower is not None else contextlib.nullcontext():  # one consistent moment
+        run = self._run
+        with run.follower.lock if run is not None else contextlib.nullcontext():  # one consistent moment
             return Report({"results": [{job.id: job.report()} for job in jobs]})
 
     # --- internals --------------------------------------------------------------------------------
 
-    def _plan(self, path: str, definitions: list[JobDefinition], old: statefile.State | None) -> None:
+    def _new_plan(
+        self, path: str, definitions: list[JobDefinition], old: statefile.State | None, targets: list[str] | None
+    ) -> None:
         """The picture of a batch about to run: planned from the earlier state, if there is one."""
         self.stateFile = path
-        self._definitions = definitions
-        self._basis = statefile.basis(old)
-        self._cancelled = []
-        self._error = None
-        self._state = statefile.State(
-            path=path, generation=old.generation if old else 0, supervisor={}, options=self._options(),
+        options: BatchOptions = {
+            "maxWorkers": self.maxWorkers,
+            "keepGoing": self.keepGoing,
+            "logOutputDirectory": self.logOutputDirectory or None,
+        }
+        if targets is not None:
+            options["targets"] = targets
+        state = statefile.State(
+            path=path,
+            generation=old.generation if old else 0,
+            supervisor={},
+            options=dict(options),
             records=resume.plan(definitions, old).records,
         )
-
-    def _options(self) -> dict[str, Any]:
-        return {"maxWorkers": self.maxWorkers, "keepGoing": self.keepGoing,
-                "logOutputDirectory": self.logOutputDirectory or None}
-
-    def _start(self) -> None:
-        spec = {
-            "stateFile": self.stateFile, "options": self._options(), "cancel": self._cancelled,
-            "jobs": [{"id": d.id, **d.to_json()} for d in self._definitions],
-        }
-        proc = subprocess.Popen(python_command("simplejob.supervisor"), stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, close_fds=True)
-        try:
-            proc.stdin.write((json.dumps(spec) + "\n").encode())
-            proc.stdin.flush()
-            reply_line = proc.stdout.readline()
-        except BrokenPipeError:
-            reply_line = b""
-        proc.stdout.close()
-        reply = json.loads(reply_line) if reply_line.strip() else {"error": "died"}
-        if not reply.get("ok"):
-            proc.stdin.close()
-            code = proc.wait()
-            if reply["error"] == "locked":
-                raise StateFileLocked(self.stateFile, reply.get("pid"), reply.get("host"))
-            if reply["error"] in ("state", "log"):
-                raise StateFileError(self.stateFile, reply["problem"])
-            raise SupervisorDied(proc.pid, code, self.stateFile)
-        self._proc = proc
-        if reply.get("basis") == self._basis:  # it planned from the picture we planned from
-            self._state.generation, self._state.journalOffset = reply["generation"], 0
-            self._state.supervisor.update(pid=reply["pid"])
-            tail = statefile.JournalTail(self.stateFile, self._state)
-            tail.read_into(self._state)
-        else:
-            self._state, tail = statefile.follow(self.stateFile)
-        self._follower = _Follower(self._state, tail)
+        plan = _Plan(path, definitions, options, state, statefile.basis(old), targets)
+        if targets is not None:
+            wanted = closure({d.id: d.waiting for d in definitions}, targets)
+            plan.wanted = len(wanted)
+            plan.finished_elsewhere = sum(
+                1 for job_id, r in state.records.items() if job_id not in wanted and r.runningStatus in FINISHED
+            )
+        self._plan = plan
 
     def _refresh(self, *, full: bool = True) -> statefile.State | None:
-        """Bring the picture up to date: full reads the journal now; otherwise the follower's
-        last read (at most FOLLOW_INTERVAL old) is enough, and the call stays cheap."""
-        if self._follower is not None:
-            if self._proc.poll() is not None:
-                self._ended()
-            elif full:
-                self._follower.read()
-        return self._state
-
-    def _ended(self) -> None:
-        """The supervisor exited: read the last of the journal and note how it ended."""
-        self._follower.close()
-        self._follower = None
-        code = self._proc.returncode
-        try:
-            self._proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        if code == _INTERRUPTED:
-            self._error = BatchInterrupted(self._proc.pid, self.stateFile, self._state.supervisor.get("reason"))
-        elif code != _FINISHED:
-            self._error = SupervisorDied(self._proc.pid, code, self.stateFile)
-
-    def _wait(self, interval: float) -> None:
-        try:
-            while self._follower is not None:
-                try:
-                    self._proc.wait(timeout=max(0.01, interval))
-                except subprocess.TimeoutExpired:
-                    pass
-                self._refresh()
-        except KeyboardInterrupt:
-            self._stop()
-            raise
-
-    def _stop(self) -> None:
-        """Stop the batch (Ctrl-C): the supervisor kills the running trees and records them
-        Interrupted; wait for that, so the state file says so when the exception propagates."""
-        try:
-            self._proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        grace = max((d.killGrace for d in self._definitions), default=0.0)
-        try:
-            self._proc.wait(timeout=grace + STOP_MARGIN)
-        except subprocess.TimeoutExpired:
-            return  # it goes on stopping by itself (it saw its stdin close)
-        self._refresh()
+        if self._run is not None:
+            self._run.refresh(full=full)
+        return None if self._plan is None else self._plan.state
 
     def _raise_if_died(self) -> None:
-        if self._error is not None:
-            raise self._error
+        if self._run is not None and self._run.error is not None:
+            raise self._run.error
 
     def _raise_if_failed(self) -> None:
         self._raise_if_died()
-        failed = {job.id: job.failure() for job in self.jobs if job.failure()}
+        failed = {job.id: why for job in self.jobs if (why := job.failure())}
         if failed:
             raise CalledJobError(failed)
 
     def _close(self) -> None:
-        if self._follower is not None:
-            self._follower.close()
-            self._follower = None
-        self._proc = None
+        if self._run is not None:
+            self._run.close()
+            self._run = None
 
     def __del__(self) -> None:
-        follower = getattr(self, "_follower", None)
-        if follower is not None:
-            follower.abandoned = True
-            follower.stopping.set()
+        run = getattr(self, "_run", None)
+        if run is not None:
+            run.abandon()
 
 
-def _check_not_owned(path: str) -> None:
-    """Fail at once if a live supervisor owns the state file (a dead one's lock is free: flock)."""
-    probe = filelock.FileLock(statefile.lock_path(path), timeout=0)
-    try:
-        probe.acquire()
-    except filelock.Timeout:
-        owner = {}
-        deadline = time.monotonic() + 1.0
-        while not owner.get("running") and time.monotonic() < deadline:  # it may be writing its first snapshot
-            try:
-                state = statefile.load(path)
-            except StateFileError:
-                state = None
-            owner = state.supervisor if state else {}
-            if not owner.get("running"):
-                time.sleep(0.05)
-        raise StateFileLocked(path, owner.get("pid"), owner.get("host")) from None
-    except OSError as error:
-        raise StateFileError(path, f"cannot create its lock file: {error}") from None
-    probe.release()
+def _check_targets(definitions: list[JobDefinition], targets: Collection[str] | None) -> list[str] | None:
+    if targets is None:
+        return None
+    if isinstance(targets, str):
+        raise ValueError(f"targets must be a list of job ids, not the string {targets!r}")
+    known = {d.id for d in definitions}
+    unknown = [t for t in targets if t not in known]
+    if unknown:
+        raise ValueError(f"targets: no job with id(s) {unknown} in this batch")
+    return list(dict.fromkeys(targets))
 
 
 SimpleJobManager = JobManager

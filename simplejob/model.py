@@ -12,7 +12,6 @@ import math
 import os
 import re
 import shlex
-import time
 from collections import Counter
 from datetime import datetime
 from typing import Any, Iterable
@@ -173,6 +172,10 @@ class JobRecord:
             report["resumed"] = True
         return report
 
+    def succeeded(self) -> bool:
+        """Completed with exit code 0: what a job waiting on this one needs."""
+        return self.runningStatus == JobRunningStatus.Completed and self.exitCode == 0
+
     def failure(self) -> str | None:
         """Why this job counts as an error, or None if it does not."""
         status = self.runningStatus
@@ -221,10 +224,6 @@ def format_elapsed(seconds: float | None) -> str | None:
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours:02d}:{minutes:02d}:{secs:02d}.{fraction:06d}"
-
-
-def now() -> float:
-    return time.time()
 
 
 # --- validation -------------------------------------------------------------------------------

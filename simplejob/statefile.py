@@ -25,10 +25,15 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
+from .clock import SYSTEM_CLOCK, Clock
 from .errors import StateFileError, StateFileLocked
 from .model import JobRecord
+from .pipes import write_all
+
+if TYPE_CHECKING:
+    import filelock
 
 SCHEMA_VERSION = 1
 COMPACT_MIN_INTERVAL = 0.5  # seconds: with the loop's wake-ups, the snapshot lags the journal by < 1 s
@@ -86,11 +91,14 @@ def remove_leftovers(path: str) -> None:
                 pass
 
 
-def move_aside(path: str) -> str:
-    """Rename an unreadable state file (and its journal) to a free name path.unreadable-N; return it.
+def acquire_lock(path: str, *, owner_wait: float = 0.0) -> filelock.BaseFileLock:
+    """Take the state file's lock (state.json.lock) without waiting, and return it held.
 
-    Only on the caller's explicit request (JobManager(moveAsideUnreadableState=True)); the lock is
-    taken so that a batch that owns the file is never robbed of it.
+    The one place the lock is probed: the supervisor holds it for the whole batch; the manager
+    takes it for a moment to fail early; move_aside() holds it while renaming. A lock left by a
+    dead process is free (flock is released by the kernel). Raises StateFileLocked naming the
+    owner recorded in the state (waiting up to owner_wait seconds for a starting owner to record
+    itself), or StateFileError if the lock file cannot be created.
     """
     import filelock  # here: readers of the state file (the CLI's status) do not need it
 
@@ -98,10 +106,40 @@ def move_aside(path: str) -> str:
     try:
         lock.acquire()
     except filelock.Timeout:
-        raise StateFileLocked(path, None, None) from None
+        owner = _recorded_owner(path, owner_wait)
+        raise StateFileLocked(path, owner.get("pid"), owner.get("host")) from None
+    except OSError as error:
+        raise StateFileError(path, f"cannot create its lock file {lock_path(path)!r}: {error}") from None
+    return lock
+
+
+def _recorded_owner(path: str, wait: float) -> dict[str, Any]:
+    """The running supervisor a state file names, waiting up to wait seconds for one to appear
+    (a starting supervisor holds the lock before its first snapshot names it)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            state = load(path)
+        except StateFileError:
+            state = None
+        owner = state.supervisor if state else {}
+        if owner.get("running") or time.monotonic() >= deadline:
+            return owner
+        time.sleep(0.05)
+
+
+def move_aside(path: str) -> str:
+    """Rename an unreadable state file (and its journal) to a free name path.unreadable-N; return it.
+
+    Only on the caller's explicit request (JobManager(moveAsideUnreadableState=True)); the lock is
+    taken so that a batch that owns the file is never robbed of it.
+    """
+    lock = acquire_lock(path)
     try:
         number = 1
-        while os.path.lexists(f"{path}.unreadable-{number}") or os.path.lexists(journal_path(f"{path}.unreadable-{number}")):
+        while os.path.lexists(f"{path}.unreadable-{number}") or os.path.lexists(
+            journal_path(f"{path}.unreadable-{number}")
+        ):
             number += 1
         backup = f"{path}.unreadable-{number}"
         if os.path.lexists(journal_path(path)):
@@ -308,9 +346,10 @@ class StateWriter:
     start() begins a new generation: a snapshot of everything, then an empty journal.
     """
 
-    def __init__(self, path: str, state: State) -> None:
+    def __init__(self, path: str, state: State, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.path = path
         self.state = state
+        self.clock = clock
         # id -> the job's encoded snapshot entry (in entry order), re-encoded when dirty
         self.fragments: dict[str, bytes] = dict.fromkeys(state.records, b"")
         self.dirty: set[str] = set(state.records)
@@ -318,7 +357,7 @@ class StateWriter:
         self.fd: int | None = None
         self.offset = 0  # bytes in the journal
         self.unsynced = False
-        self.last_fsync = time.monotonic()
+        self.last_fsync = clock.monotonic()
         self.last_compaction = 0.0
         self.compaction_cost = 0.0
         self.compacted_offset = -1
@@ -348,10 +387,10 @@ class StateWriter:
             data = ("\n".join(self.pending) + "\n").encode()
             self.pending.clear()
             self.offset += len(data)
-            while data:
-                data = data[os.write(self.fd, data):]
+            assert self.fd is not None, "flush() before start()"
+            write_all(self.fd, data)
             self.unsynced = True
-        now = time.monotonic() if now is None else now
+        now = self.clock.monotonic() if now is None else now
         if self.unsynced and now - self.last_fsync >= FSYNC_INTERVAL:
             self.sync(now)
 
@@ -359,7 +398,15 @@ class StateWriter:
         if self.unsynced:
             os.fsync(self.fd)
         self.unsynced = False
-        self.last_fsync = time.monotonic() if now is None else now
+        self.last_fsync = self.clock.monotonic() if now is None else now
+
+    def persist(self) -> None:
+        """What the supervisor calls once per turn: journal what was recorded, and write a
+        snapshot in the background when one is due."""
+        now = self.clock.monotonic()
+        self.flush(now=now)
+        if self.compaction_due(now):
+            self.compact(background=True)
 
     def compaction_due(self, now: float) -> bool:
         if self.offset == self.compacted_offset or (self.writing is not None and self.writing.is_alive()):
@@ -395,7 +442,7 @@ class StateWriter:
         snapshot is exactly the journal up to its journalOffset.
         """
         self._join_writing()
-        started = time.monotonic()
+        started = self.clock.monotonic()
         if self.fd is not None:
             self.flush(now=started)
         self.state.journalOffset = self.offset
@@ -413,7 +460,7 @@ class StateWriter:
         except BaseException as error:  # raised again in the supervisor's thread (_join_writing)
             self.write_error = error
             return
-        finished = time.monotonic()
+        finished = self.clock.monotonic()
         self.compacted_offset = offset
         self.last_compaction = finished
         self.compaction_cost = finished - started

@@ -6,18 +6,18 @@ the next attempt without a round trip through the supervisor. It reports "starte
 and "returned" events on its stdout. A worker that dies is noticed at once (end of its stdout): the tree of
 the job it ran is killed and the attempt is reported as failed with the reason.
 """
+
 from __future__ import annotations
 
-import json
-import os
 import selectors
 import subprocess
 import time
-from typing import Any
 
+from ..pipes import LineReader, encode_lines, write_all
 from ..programs import python_command
+from ..protocol import AttemptSpec, CancelAttemptMessage, Event, RunMessage, WorkerCommand
 from . import proctree
-from .executor import Event, Executor
+from .executor import Executor
 
 QUEUE_AHEAD = 3  # attempts a worker may hold behind a short running one: rides out a slow supervisor
 SHUTDOWN_MARGIN = 2.0  # seconds a worker gets beyond its job's kill grace to exit when told to
@@ -26,13 +26,17 @@ SHUTDOWN_MARGIN = 2.0  # seconds a worker gets beyond its job's kill grace to ex
 class _Worker:
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            python_command("simplejob.workers.worker"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            bufsize=0, close_fds=True,
+            python_command("simplejob.workers.worker"),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+            close_fds=True,
         )
-        self.fd = self.proc.stdout.fileno()
-        self.inbox = b""
-        self.outbox: list[str] = []
-        self.assigned: list[dict[str, Any]] = []  # the running attempt's spec, then the waiting one's
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
+        self.reader = LineReader(self.stdout.fileno())
+        self.outbox: list[WorkerCommand] = []
+        self.assigned: list[AttemptSpec] = []  # the running attempt's spec, then the waiting ones
         self.announced = False  # the running attempt said it started: it is not a short one
         self.job_pid: int | None = None
         self.job_started: float | None = None
@@ -47,17 +51,17 @@ class _Worker:
         if not self.assigned:
             self.announced = False
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: WorkerCommand) -> None:
         """Queue a message; flush() writes the queue in one go (a pipe write that wakes the worker
         costs about 30 us, so the attempts handed out in one turn of the loop share one)."""
-        self.outbox.append(json.dumps(message))
+        self.outbox.append(message)
 
     def flush(self) -> None:
         if self.outbox:
-            data = ("\n".join(self.outbox) + "\n").encode()
+            data = encode_lines(self.outbox)
             self.outbox.clear()
             try:
-                self.proc.stdin.write(data)
+                write_all(self.stdin.fileno(), data)
             except BrokenPipeError:
                 pass  # it died; the end of its stdout reports its attempts
 
@@ -78,13 +82,13 @@ class LocalProcessPool(Executor):
     def _spawn(self) -> _Worker:
         worker = _Worker()
         self.workers.append(worker)
-        self.selector.register(worker.fd, selectors.EVENT_READ, lambda: self._on_output(worker))
+        self.selector.register(worker.reader.fd, selectors.EVENT_READ, lambda: self._on_output(worker))
         return worker
 
     def free_slots(self) -> int:
         return sum(w.room() for w in self.workers) + self.max_workers - len(self.workers)
 
-    def submit(self, spec: dict[str, Any]) -> None:
+    def submit(self, spec: AttemptSpec) -> None:
         worker = next((w for w in self.workers if not w.assigned), None)
         if worker is None and len(self.workers) < self.max_workers:
             worker = self._spawn()
@@ -93,7 +97,8 @@ class LocalProcessPool(Executor):
         if not worker.assigned:
             worker.job_pid = worker.job_started = None
         worker.assigned.append(spec)
-        worker.send({"op": "run", **spec})
+        run: RunMessage = {"op": "run", **spec}
+        worker.send(run)
 
     def flush(self) -> None:
         for worker in self.workers:
@@ -106,20 +111,18 @@ class LocalProcessPool(Executor):
     def cancel(self, job_id: str) -> None:
         for worker in self.workers:
             if any(spec["id"] == job_id for spec in worker.assigned):
-                worker.send({"op": "cancel", "id": job_id})
+                cancel: CancelAttemptMessage = {"op": "cancel", "id": job_id}
+                worker.send(cancel)
                 worker.flush()
 
     def _on_output(self, worker: _Worker) -> None:
-        chunk = os.read(worker.fd, 1 << 16)
-        if not chunk:
+        messages = worker.reader.messages()
+        if messages is None:
             self._lost(worker)
             return
-        worker.inbox += chunk
-        *lines, worker.inbox = worker.inbox.split(b"\n")
-        for line in lines:
-            message = json.loads(line)
-            kind = message.pop("ev")
-            event = Event(kind=kind, **message)
+        for message in messages:
+            event = Event.from_json(message)
+            kind = event.kind
             if kind == "started":
                 worker.job_pid, worker.job_started, worker.announced = event.pid, event.t, True
                 for job_id in event.returned or ():
@@ -135,7 +138,7 @@ class LocalProcessPool(Executor):
 
     def _lost(self, worker: _Worker) -> None:
         """A worker died: kill what its job left, report the attempt, forget the worker."""
-        self.selector.unregister(worker.fd)
+        self.selector.unregister(worker.reader.fd)
         self.workers.remove(worker)
         code = worker.proc.wait()
         if worker.assigned:
@@ -145,12 +148,17 @@ class LocalProcessPool(Executor):
             # what had already left the job's tree (a daemon whose parent exited) re-parented to us
             proctree.kill_orphans({w.proc.pid for w in self.workers}, running["killGrace"])
             how = f"signal {-code}" if code < 0 else f"exit code {code}"
-            self.events.append(Event(
-                kind="finished", id=running["id"], t=time.time(), exitCode=None,
-                reason=f"its worker process (pid {worker.proc.pid}) died ({how}); its process tree was killed",
-            ))
+            self.events.append(
+                Event(
+                    kind="finished",
+                    id=running["id"],
+                    t=time.time(),
+                    exitCode=None,
+                    reason=f"its worker process (pid {worker.proc.pid}) died ({how}); its process tree was killed",
+                )
+            )
             self.events += [Event(kind="returned", id=spec["id"], t=time.time()) for spec in waiting]
-        for pipe in (worker.proc.stdin, worker.proc.stdout):
+        for pipe in (worker.stdin, worker.stdout):
             try:
                 pipe.close()
             except BrokenPipeError:
@@ -160,10 +168,10 @@ class LocalProcessPool(Executor):
         """Close every worker's stdin (it kills its job's tree and exits); force what lingers."""
         own = selectors.DefaultSelector()  # only the workers: the caller's other fds may stay readable
         for worker in self.workers:
-            self.selector.unregister(worker.fd)
-            own.register(worker.fd, selectors.EVENT_READ, lambda w=worker: self._on_output(w))
+            self.selector.unregister(worker.reader.fd)
+            own.register(worker.reader.fd, selectors.EVENT_READ, lambda w=worker: self._on_output(w))
             try:
-                worker.proc.stdin.close()
+                worker.stdin.close()
             except BrokenPipeError:
                 pass
         self.selector = own

@@ -1,13 +1,10 @@
 """A worker process: runs job attempts one at a time for the supervisor.
 
-Protocol: one JSON object per line. The supervisor writes to our stdin
-    {"op": "run", "id", "attempt", "attempts", "argv", "commandText", "shell", "cwd", "env", "timeout",
-     "killGrace", "log"}      run it now, or after the attempts already here (see pool.QUEUE_AHEAD)
-    {"op": "cancel", "id"}    kill that attempt's tree, or drop it if it has not started
-and we answer on stdout
-    {"ev": "started", "id", "pid", "t", "returned": [ids]}
-    {"ev": "finished", "id", "pid", "startT", "exitCode", "timedOut", "cancelled", "reason", "leftovers", "t"}
-    {"ev": "returned", "id", "t"}  a waiting attempt was not started: schedule it elsewhere
+Protocol (simplejob/protocol.py): one JSON object per line. The supervisor writes to our stdin
+    RunMessage            run it now, or after the attempts already here (see pool.QUEUE_AHEAD)
+    CancelAttemptMessage  kill that attempt's tree, or drop it if it has not started
+and we answer on stdout with Events: "started" (with the ids of the attempts we give back),
+"finished", and "returned" (a waiting attempt was not started: schedule it elsewhere).
 End of stdin means the supervisor is gone (or done): we kill what runs and exit.
 
 Short jobs are the common case, so two things keep the supervisor off their critical path: an
@@ -19,6 +16,7 @@ An attempt that runs that long gives the attempts waiting behind it back ("retur
 One thread, one selector: stdin, and a self-pipe that SIGCHLD wakes, so a job's end is seen
 at once (no polling) and a timeout is a select() deadline.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,19 +28,21 @@ import subprocess
 import sys
 import time
 from collections import deque
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from ..model import format_datetime
+from ..pipes import LineReader, drain, signal_wakeup, write_all
+from ..protocol import AttemptSpec, Event, RunMessage
 from . import proctree
 
 ANNOUNCE_DELAY = 0.02  # seconds an attempt runs before the supervisor is told it started
 
 
-def _spawn_failure(error: OSError, attempt: dict[str, Any]) -> tuple[int, str]:
+def _spawn_failure(error: OSError, attempt: AttemptSpec) -> tuple[int, str]:
     """Exit code and reason for a command that could not start, as a shell would report it."""
     argv = attempt["argv"]
     program = argv if isinstance(argv, str) else argv[0]
-    cwd = attempt.get("cwd")
+    cwd = attempt["cwd"]
     if cwd is not None and error.filename == cwd or isinstance(error, NotADirectoryError):
         return 127, f"cannot start: working directory {cwd!r}: {error.strerror}"
     if isinstance(error, FileNotFoundError):
@@ -74,10 +74,10 @@ def _devnull() -> int:
     return _devnull_fd
 
 
-def _executable(spec: dict[str, Any], env: dict[str, str] | None) -> str | None:
+def _executable(spec: AttemptSpec, env: dict[str, str] | None) -> str | None:
     """The program's path, looked up in PATH once per name rather than at every spawn."""
     argv = spec["argv"]
-    if spec.get("shell") or isinstance(argv, str) or os.sep in argv[0] or spec.get("cwd") is not None:
+    if spec["shell"] or isinstance(argv, str) or os.sep in argv[0] or spec["cwd"] is not None:
         return None
     search = (env or os.environ).get("PATH")
     key = (argv[0], search)
@@ -89,24 +89,18 @@ def _executable(spec: dict[str, Any], env: dict[str, str] | None) -> str | None:
     return _programs[key]
 
 
-def _finished(job_id: str, pid: int | None, start: float | None, *, exit_code: int | None, reason: str | None,
-              timed_out: bool = False, cancelled: bool = False, leftovers: int = 0) -> dict[str, Any]:
-    """The "finished" message (start None: the attempt never started)."""
-    return {"ev": "finished", "id": job_id, "pid": pid, "startT": start, "exitCode": exit_code, "timedOut": timed_out,
-            "cancelled": cancelled, "reason": reason, "leftovers": leftovers, "t": time.time()}
-
-
 class Attempt:
     """One running attempt: its process, log and deadline."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: AttemptSpec) -> None:
         self.spec = spec
         self.id: str = spec["id"]
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.log: BinaryIO | None = None
         started = time.monotonic()
         self.start_time = time.time()
-        self.deadline = started + spec["timeout"] if spec.get("timeout") else None
+        timeout = spec["timeout"]
+        self.deadline = started + timeout if timeout else None
         self.announce_at: float | None = started + ANNOUNCE_DELAY
 
     def note(self, text: str) -> None:
@@ -117,15 +111,21 @@ class Attempt:
     def start(self) -> tuple[int, str] | None:
         """Start the process; on failure returns (exit code, reason)."""
         spec = self.spec
-        if spec.get("log"):
+        if spec["log"]:
             self.log = open(spec["log"], "ab", buffering=0)
             self.note(f"job {self.id!r} attempt {spec['attempt']}/{spec['attempts']}: {spec['commandText']}")
-        env = {**os.environ, **spec["env"]} if spec.get("env") else None
+        env = {**os.environ, **spec["env"]} if spec["env"] else None
         output = self.log if self.log is not None else _devnull()
         try:
             self.proc = subprocess.Popen(
-                spec["argv"], executable=_executable(spec, env), shell=spec.get("shell", False), cwd=spec.get("cwd"),
-                env=env, stdin=_devnull(), stdout=output, stderr=subprocess.STDOUT if self.log else output,
+                spec["argv"],
+                executable=_executable(spec, env),
+                shell=spec["shell"],
+                cwd=spec["cwd"],
+                env=env,
+                stdin=_devnull(),
+                stdout=output,
+                stderr=subprocess.STDOUT if self.log else output,
                 **proctree.popen_options(),
             )
         except (OSError, ValueError) as error:
@@ -143,30 +143,23 @@ class Attempt:
 class Worker:
     def __init__(self) -> None:
         self.selector = selectors.DefaultSelector()
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_r, False)
-        os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
-        for signum in (signal.SIGINT, signal.SIGHUP):  # Ctrl-C, hangup: the supervisor decides. A no-op
-            signal.signal(signum, lambda *_: None)  # handler, not SIG_IGN: the jobs would inherit that
+        # Ctrl-C, hangup: the supervisor decides. A no-op handler, not SIG_IGN: the jobs would inherit that.
+        self.wake_r = signal_wakeup((signal.SIGINT, signal.SIGHUP), lambda *_: None)
         signal.signal(signal.SIGTERM, self._on_sigterm)
-        self.wake_r = wake_r
-        self.selector.register(wake_r, selectors.EVENT_READ)
-        self.selector.register(sys.stdin.fileno(), selectors.EVENT_READ)
-        self.inbox = b""
+        self.commands = LineReader(sys.stdin.fileno())
+        self.selector.register(self.wake_r, selectors.EVENT_READ)
+        self.selector.register(self.commands.fd, selectors.EVENT_READ)
         self.current: Attempt | None = None
-        self.waiting: deque[dict[str, Any]] = deque()  # specs of the attempts to run next
+        self.waiting: deque[AttemptSpec] = deque()  # the attempts to run next
         self.stdin_open = True
         proctree.become_subreaper()
 
     def _on_sigterm(self, *_: Any) -> None:
         self.stdin_open = False  # treated like the supervisor going away
 
-    def send(self, message: dict[str, Any]) -> None:
-        data = (json.dumps(message) + "\n").encode()
-        while data:
-            data = data[os.write(1, data):]
+    def send(self, event: Event) -> None:
+        write_all(1, (json.dumps(event.to_json()) + "\n").encode())
 
     def run_forever(self) -> None:
         while self.stdin_open or self.current is not None:
@@ -176,11 +169,7 @@ class Worker:
                 timeout = max(0.0, min(times) - time.monotonic()) if times else None
             for key, _ in self.selector.select(timeout):
                 if key.fd == self.wake_r:
-                    try:
-                        while os.read(self.wake_r, 512):
-                            pass
-                    except BlockingIOError:
-                        pass
+                    drain(self.wake_r)
                 else:
                     self.read_commands()
             if not self.stdin_open and self.current is not None:
@@ -189,20 +178,18 @@ class Worker:
                 self.check_current()
 
     def read_commands(self) -> None:
-        chunk = os.read(sys.stdin.fileno(), 1 << 16)
-        if not chunk:
+        messages = self.commands.messages()
+        if messages is None:
             self.stdin_open = False
-            self.selector.unregister(sys.stdin.fileno())
+            self.selector.unregister(self.commands.fd)
             return
-        self.inbox += chunk
-        *lines, self.inbox = self.inbox.split(b"\n")
-        for line in lines:
-            message = json.loads(line)
+        for message in messages:
             if message["op"] == "run":
+                spec: AttemptSpec = cast(RunMessage, message)  # its "op" key is harmless
                 if self.current is None:
-                    self.start(message)
+                    self.start(spec)
                 else:
-                    self.waiting.append(message)
+                    self.waiting.append(spec)
             elif message["op"] == "cancel":
                 self.cancel(message["id"])
 
@@ -211,9 +198,9 @@ class Worker:
             self.stop_current("cancelled", cancelled=True)
         elif any(spec["id"] == job_id for spec in self.waiting):
             self.waiting = deque(spec for spec in self.waiting if spec["id"] != job_id)
-            self.send(_finished(job_id, None, None, exit_code=None, cancelled=True, reason="cancelled"))
+            self.send(Event("finished", job_id, time.time(), cancelled=True, reason="cancelled"))
 
-    def start(self, spec: dict[str, Any]) -> None:
+    def start(self, spec: AttemptSpec) -> None:
         attempt = Attempt(spec)
         failure = attempt.start()
         if failure is not None:
@@ -224,28 +211,31 @@ class Worker:
 
     def check_current(self) -> None:
         attempt = self.current
+        assert attempt is not None and attempt.proc is not None
         code = attempt.proc.poll()
         if code is None and attempt.announce_at is not None and time.monotonic() >= attempt.announce_at:
             attempt.announce_at = None
             returned = [spec["id"] for spec in self.waiting]
             self.waiting.clear()
-            self.send({"ev": "started", "id": attempt.id, "pid": attempt.proc.pid, "t": attempt.start_time,
-                       "returned": returned})
+            self.send(Event("started", attempt.id, attempt.start_time, pid=attempt.proc.pid, returned=returned))
         if code is not None:
             self.finish(attempt, exit_code=code, reason=_describe_exit(code))
         elif attempt.deadline is not None and time.monotonic() >= attempt.deadline:
             self.kill(attempt)
-            attempt.note(f"timed out after {attempt.spec['timeout']} s; killed its process tree")
-            self.finish(attempt, exit_code=None, timed_out=True, reason=f"timed out after {attempt.spec['timeout']} s")
+            timeout = attempt.spec["timeout"]
+            attempt.note(f"timed out after {timeout} s; killed its process tree")
+            self.finish(attempt, exit_code=None, timed_out=True, reason=f"timed out after {timeout} s")
 
     def stop_current(self, why: str, *, cancelled: bool) -> None:
         attempt = self.current
+        assert attempt is not None
         self.kill(attempt)
         attempt.note(f"{why}; killed its process tree")
         self.finish(attempt, exit_code=None, cancelled=cancelled, reason=why)
 
     def kill(self, attempt: Attempt) -> None:
         """Kill the attempt's whole tree: its group and every descendant we (the subreaper) have."""
+        assert attempt.proc is not None
         pid = attempt.proc.pid
         procs = proctree.descendants(os.getpid())
         proctree.kill_tree(procs, group=pid, grace=attempt.spec["killGrace"], root=os.getpid())
@@ -255,32 +245,39 @@ class Worker:
             pass
         proctree.reap_zombies()
 
-    def finish(self, attempt: Attempt, *, exit_code: int | None, reason: str | None = None,
-               timed_out: bool = False, cancelled: bool = False) -> None:
+    def finish(
+        self,
+        attempt: Attempt,
+        *,
+        exit_code: int | None,
+        reason: str | None = None,
+        timed_out: bool = False,
+        cancelled: bool = False,
+    ) -> None:
         leftovers: list[int] = []
+        pid = attempt.proc.pid if attempt.proc else None
         proctree.reap_zombies()
         if proctree.has_children():
             # The job exited but left processes running: they would outlive the batch unseen.
             leftovers = proctree.kill_tree(
-                proctree.descendants(os.getpid()), group=attempt.proc.pid if attempt.proc else None,
-                grace=attempt.spec["killGrace"], root=os.getpid(),
+                proctree.descendants(os.getpid()), group=pid, grace=attempt.spec["killGrace"], root=os.getpid()
             )
             proctree.reap_zombies()
             if leftovers:
                 attempt.note(f"the job left {len(leftovers)} process(es) running {leftovers}; killed them")
         attempt.close()
         self.current = None
-        self.send(_finished(
-            attempt.id, attempt.proc.pid if attempt.proc else None, attempt.start_time, exit_code=exit_code,
-            timed_out=timed_out, cancelled=cancelled, reason=reason, leftovers=len(leftovers),
-        ))
+        self.send(Event(
+            "finished", attempt.id, time.time(), pid=pid, startT=attempt.start_time,
+            exitCode=exit_code, timedOut=timed_out, cancelled=cancelled, reason=reason, leftovers=len(leftovers),
+        ))  # fmt: skip
         if not self.waiting:
             return
         if exit_code == 0 and self.stdin_open:
             self.start(self.waiting.popleft())
         else:  # after a failure the supervisor decides whether anything else may start
             for spec in self.waiting:
-                self.send({"ev": "returned", "id": spec["id"], "t": time.time()})
+                self.send(Event("returned", spec["id"], time.time()))
             self.waiting.clear()
 
 

@@ -1,0 +1,74 @@
+"""A batch's start, in the supervisor process: take the state file's lock, read the earlier state,
+plan the resume (kill what an earlier, dead supervisor left running), write the first snapshot.
+
+supervisor.main() calls open_batch() and sends the manager its reply; a Refused start is
+reported to the manager and nothing is written.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import filelock
+
+from . import resume, statefile
+from .errors import StateFileError, StateFileLocked
+from .model import JobDefinition, format_datetime
+from .protocol import BatchSpec, SupervisorReply
+from .workers import proctree
+
+
+class Refused(Exception):
+    """The batch cannot start; reply says why (sent to the manager)."""
+
+    def __init__(self, reply: SupervisorReply) -> None:
+        self.reply = reply
+
+
+def open_batch(
+    spec: BatchSpec,
+) -> tuple[statefile.State, statefile.StateWriter, filelock.BaseFileLock, list[int] | None]:
+    """Take the lock, read the earlier state (if any), plan the resume, write the first snapshot.
+
+    Also returns the basis of the earlier state, so that a manager that planned from the same
+    picture need not read the new snapshot back."""
+    path = spec["stateFile"]
+    options = spec["options"]
+    try:
+        lock = statefile.acquire_lock(path)
+    except StateFileLocked as locked:
+        raise Refused({"error": "locked", "pid": locked.pid, "host": locked.host}) from None
+    except StateFileError as error:
+        raise Refused({"error": "state", "problem": error.problem}) from None
+    try:
+        old = statefile.load(path)
+        if options["logOutputDirectory"]:
+            os.makedirs(options["logOutputDirectory"], exist_ok=True)
+    except StateFileError as error:
+        lock.release()
+        raise Refused({"error": "state", "problem": error.problem}) from None
+    except OSError as error:
+        lock.release()
+        raise Refused({"error": "log", "problem": f"cannot create logOutputDirectory: {error}"}) from None
+    definitions = [JobDefinition.from_json(job["id"], job) for job in spec["jobs"]]
+    plan = resume.plan(definitions, old)
+    for pid, started, grace in plan.orphans:
+        proctree.kill_job_tree(pid, started, grace)
+    supervisor = {
+        **statefile.supervisor_identity(),
+        "running": True,
+        "result": None,
+        "startDateTime": format_datetime(time.time()),
+        "finishDateTime": None,
+    }
+    state = statefile.State(
+        path=path,
+        generation=old.generation if old else 0,
+        supervisor=supervisor,
+        options=dict(options),
+        records=plan.records,
+    )
+    writer = statefile.StateWriter(path, state)
+    writer.start()
+    return state, writer, lock, statefile.basis(old)

@@ -1,0 +1,79 @@
+"""File-descriptor plumbing shared by the supervisor, the worker pool and the workers: reading
+newline-delimited messages, writing all of a buffer, and waking a select() loop on a signal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+READ_SIZE = 1 << 16
+
+
+class LineReader:
+    """Reads newline-delimited messages from a descriptor, keeping a partial last line for later."""
+
+    def __init__(self, fd: int, buffered: bytes = b"") -> None:
+        self.fd = fd
+        self.buffer = buffered
+
+    def read(self) -> list[bytes] | None:
+        """The complete lines that one read() brought (maybe none); None at end of file."""
+        chunk = os.read(self.fd, READ_SIZE)
+        if not chunk:
+            return None
+        self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        return lines
+
+    def read_line(self) -> bytes | None:
+        """Block until one whole line is there (the rest stays buffered); None at end of file."""
+        while b"\n" not in self.buffer:
+            chunk = os.read(self.fd, READ_SIZE)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line
+
+    def messages(self) -> list[dict[str, Any]] | None:
+        """read(), each line decoded as a JSON object."""
+        lines = self.read()
+        return None if lines is None else [json.loads(line) for line in lines]
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is written (a pipe or a file may take less per call)."""
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def encode_lines(messages: list[Any]) -> bytes:
+    """Messages as newline-terminated JSON lines, ready for one write."""
+    return ("\n".join(map(json.dumps, messages)) + "\n").encode()
+
+
+def signal_wakeup(signals: tuple[signal.Signals, ...], handler: Callable[[int, Any], None]) -> int:
+    """Install handler for signals and make any signal wake a select() loop.
+
+    Returns the read end of a non-blocking pipe that the interpreter writes to when a signal
+    arrives (signal.set_wakeup_fd): register it with the selector and drain() it when readable.
+    """
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    for signum in signals:
+        signal.signal(signum, handler)
+    return wake_r
+
+
+def drain(fd: int) -> None:
+    """Empty a non-blocking wake-up pipe."""
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass

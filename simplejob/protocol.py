@@ -1,0 +1,172 @@
+"""The messages between simplejob's processes, defined once.
+
+Every message is one JSON object on one line (pipes.LineReader reads them):
+
+    caller (JobManager) --stdin--> supervisor   BatchSpec, then ControlMessage lines
+    supervisor --stdout--> caller                one SupervisorReply line, then nothing
+    supervisor --stdin--> worker                 RunMessage (an AttemptSpec plus "op") / CancelMessage
+    worker --stdout--> supervisor                WorkerEvent lines ("started", "finished", "returned")
+
+The TypedDicts say which keys a line holds; the code that builds a message is the only code
+that writes its keys by name (the builders below), and the readers index them by the same names.
+This module imports nothing of simplejob's: a worker loads it at start-up.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict
+
+# --- the supervisor's exit status ---------------------------------------------------------------
+
+
+class SupervisorExit(enum.IntEnum):
+    FINISHED = 0  # the batch ran to its end (whatever the jobs' outcomes)
+    NOT_STARTED = 2  # it could not start; the reason was sent as a SupervisorReply
+    INTERRUPTED = 3  # stopped before the end (Ctrl-C, SIGTERM, the owner gone); see the state's reason
+
+
+# --- caller -> supervisor ---------------------------------------------------------------------
+
+
+class _RequiredOptions(TypedDict):
+    maxWorkers: int
+    keepGoing: bool
+    logOutputDirectory: str | None
+
+
+class BatchOptions(_RequiredOptions, total=False):
+    """The JobManager's options; also the state file's "options" (for information)."""
+
+    targets: list[str]  # run only these and what they wait on; absent: every job
+
+
+class BatchSpec(TypedDict):
+    """The first line on the supervisor's stdin: the batch to run."""
+
+    stateFile: str
+    options: BatchOptions
+    cancel: list[str]  # ids cancelled before the batch started
+    jobs: list[dict[str, Any]]  # {"id", <model.DEFINITION_FIELDS>}
+
+
+class CancelMessage(TypedDict):
+    op: Literal["cancel"]
+    ids: list[str] | None  # None: every job
+
+
+class StopMessage(TypedDict):
+    op: Literal["stop"]
+    reason: str  # recorded as the batch's and the interrupted jobs' reason, e.g. "interrupted by SIGTERM"
+
+
+ControlMessage = CancelMessage | StopMessage
+
+
+# --- supervisor -> caller ---------------------------------------------------------------------
+
+
+class StartedReply(TypedDict):
+    ok: Literal[True]
+    pid: int
+    generation: int
+    basis: list[int] | None  # what the supervisor planned from (statefile.basis)
+
+
+class LockedReply(TypedDict):
+    error: Literal["locked"]
+    pid: int | None  # the owner's, if it recorded itself
+    host: str | None
+
+
+class ProblemReply(TypedDict):
+    error: Literal["state", "log"]  # the state file cannot be used / the log directory cannot be made
+    problem: str
+
+
+SupervisorReply = StartedReply | LockedReply | ProblemReply
+
+
+# --- supervisor -> worker ---------------------------------------------------------------------
+
+
+class AttemptSpec(TypedDict):
+    """One attempt of a job, as the executor runs it."""
+
+    id: str
+    attempt: int  # 1-based
+    attempts: int  # how many there may be (retry + 1)
+    argv: str | list[str]  # a list on POSIX unless shell; the string itself with shell or on Windows
+    commandText: str  # the command as the user wrote it, for the log
+    shell: bool
+    cwd: str | None
+    env: dict[str, str] | None  # added to the inherited environment
+    timeout: float | None  # seconds
+    killGrace: float  # seconds between the polite and the forced kill
+    log: str | None  # file the output is appended to; None: discarded
+
+
+class RunMessage(AttemptSpec):
+    op: Literal["run"]
+
+
+class CancelAttemptMessage(TypedDict):
+    op: Literal["cancel"]
+    id: str
+
+
+WorkerCommand = RunMessage | CancelAttemptMessage
+
+
+# --- worker -> supervisor ---------------------------------------------------------------------
+
+EventKind = Literal["started", "finished", "returned"]
+
+
+@dataclass
+class Event:
+    """Something that happened to a submitted attempt (on the wire: {"ev": kind, <fields>}).
+
+    "started": pid and t (epoch seconds) are set; returned lists the attempts the worker had
+        queued behind this one and gives back, unstarted (a worker-to-pool detail: the pool
+        turns them into "returned" events).
+    "finished": pid and startT (None if it never started), exitCode (None if it did not exit by
+        itself), timedOut, cancelled, reason (words for a failure, or None), leftovers (processes
+        it left, killed) and t. An attempt that finishes quickly may have no "started".
+    "returned": the attempt was not started; the supervisor schedules it again.
+    """
+
+    kind: EventKind
+    id: str
+    t: float
+    pid: int | None = None
+    returned: list[str] | None = None
+    startT: float | None = None
+    exitCode: int | None = None
+    timedOut: bool = False
+    cancelled: bool = False
+    reason: str | None = None
+    leftovers: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire form: only the fields that differ from their defaults."""
+        data: dict[str, Any] = {"ev": self.kind, "id": self.id, "t": self.t}
+        for name, default in _EVENT_DEFAULTS.items():
+            value = getattr(self, name)
+            if value != default:
+                data[name] = value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Event:
+        kind = data.pop("ev")
+        if kind not in ("started", "finished", "returned"):
+            raise ValueError(f"unknown worker event {kind!r}")
+        return cls(kind=kind, **data)
+
+
+_EVENT_DEFAULTS: dict[str, Any] = {
+    "pid": None, "returned": None, "startT": None, "exitCode": None,
+    "timedOut": False, "cancelled": False, "reason": None, "leftovers": 0,
+}  # fmt: skip
