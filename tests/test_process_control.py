@@ -14,6 +14,7 @@ SIMPLEJOB_TEST_OUTPUT_MB sets the size of the huge-output test (default 64; 1024
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -27,7 +28,7 @@ import pytest
 from conftest import pid_gone, py, wait_until
 
 from simplejob import CalledJobError, JobManager, JobRunningStatus, SimplejobError, SupervisorDied, statefile
-from simplejob.workers import proctree
+from simplejob.workers import proctree, proctree_posix, proctree_windows
 
 GRACE = 0.2  # killGrace of most test jobs, seconds
 TIMEOUT = 0.5  # timeout of the tree-shaped test jobs, seconds (they are ready in a few ms)
@@ -704,6 +705,33 @@ def test_cancel_before_the_batch_starts_keeps_the_job_from_ever_starting(guard, 
     assert not (tmp_path / "logs" / "never.log").exists()
 
 
+# --- the platform modules, chosen once ----------------------------------------------------------------------
+
+PLATFORM_INTERFACE = [name for name, value in vars(proctree._Platform).items() if callable(value) and name[0] != "_"]
+
+
+def test_the_posix_module_is_chosen_here_and_the_windows_module_is_not_loaded():
+    assert proctree._platform is proctree_posix
+    for name in ["become_subreaper", "popen_options", "descendants", "has_children", "reap_zombies"]:
+        assert getattr(proctree, name) is getattr(proctree_posix, name), name
+    # In a fresh interpreter: importing proctree loads the POSIX module only; the Windows module
+    # still imports here (WinDLL is only used inside its functions).
+    code = (
+        "import sys; import simplejob.workers.proctree; "
+        "assert 'simplejob.workers.proctree_posix' in sys.modules; "
+        "assert 'simplejob.workers.proctree_windows' not in sys.modules, 'both platform modules loaded'; "
+        "import simplejob.workers.proctree_windows"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+def test_both_platform_modules_have_the_whole_interface_with_the_same_signatures():
+    assert {"signal_all", "job_group", "descendants"} <= set(PLATFORM_INTERFACE)
+    for name in PLATFORM_INTERFACE:
+        posix, windows = getattr(proctree_posix, name), getattr(proctree_windows, name)
+        assert inspect.signature(posix) == inspect.signature(windows), name
+
+
 # --- the Windows side (layout only: it cannot run here) -----------------------------------------------------
 
 
@@ -712,6 +740,6 @@ def test_windows_job_object_structures_have_the_documented_win64_layout():
         pytest.skip("the documented sizes checked here are those of 64-bit Windows")
     import ctypes
 
-    assert ctypes.sizeof(proctree._JOBOBJECT_BASIC_LIMIT_INFORMATION) == 64
-    assert ctypes.sizeof(proctree._JOBOBJECT_EXTENDED_LIMIT_INFORMATION) == 144
-    assert ctypes.sizeof(proctree._process_id_list(2)) == 8 + 2 * 8
+    assert ctypes.sizeof(proctree_windows._JOBOBJECT_BASIC_LIMIT_INFORMATION) == 64
+    assert ctypes.sizeof(proctree_windows._JOBOBJECT_EXTENDED_LIMIT_INFORMATION) == 144
+    assert ctypes.sizeof(proctree_windows._process_id_list(2)) == 8 + 2 * 8
