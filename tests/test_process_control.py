@@ -11,8 +11,10 @@ check fails the run if any process started by the suite is still alive.
 
 SIMPLEJOB_TEST_OUTPUT_MB sets the size of the huge-output test (default 64; 1024 for the 1 GB check).
 """
+
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -23,10 +25,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from conftest import pid_gone, py, wait_until
+
 from simplejob import CalledJobError, JobManager, JobRunningStatus, SimplejobError, SupervisorDied, statefile
-from simplejob.workers import proctree
+from simplejob.workers import proctree, proctree_posix, proctree_windows
 
 GRACE = 0.2  # killGrace of most test jobs, seconds
 TIMEOUT = 0.5  # timeout of the tree-shaped test jobs, seconds (they are ready in a few ms)
@@ -88,6 +90,7 @@ def pid_files(directory: Path) -> dict[str, dict[str, int]]:
 
 def wait_for_pids(directory: Path, roles: set[str], attempts: int = 1, timeout: float = 10.0) -> dict[str, int]:
     """Wait until `attempts` job shells have written every role's pid file; return {role-shell: pid}."""
+
     def complete():
         found = pid_files(directory)
         done = [pids for pids in found.values() if set(pids) >= roles]
@@ -210,8 +213,10 @@ def test_timeout_kills_every_descendant_within_grace(guard, tmp_path, shape):
         if name.startswith(("ss-", "dd-")):
             assert session_of(pid) not in (None, shell), f"{name} did not leave the job's session"
         if name.startswith("dd-"):
+
             def orphaned(pid=pid):
                 return psutil.Process(pid).ppid() not in {shell, *(p.pid for p in proctree.descendants(shell))}
+
             wait_until(orphaned, timeout=2, message="the daemon's parent (a subshell) to exit")
     assert not pid_gone(shell)
 
@@ -261,10 +266,18 @@ def test_a_job_that_exits_on_sigterm_is_not_kept_for_the_whole_grace(guard, tmp_
 
 def test_each_timed_out_attempt_is_killed_before_the_retry(guard, tmp_path):
     jm = guard.manager()
-    jm.entry([{
-        "id": "tree", "commandLine": tree_job(tmp_path, FULL_TREE), "timeout": TIMEOUT, "killGrace": GRACE,
-        "retry": 1, "delay": 0.05,
-    }])
+    jm.entry(
+        [
+            {
+                "id": "tree",
+                "commandLine": tree_job(tmp_path, FULL_TREE),
+                "timeout": TIMEOUT,
+                "killGrace": GRACE,
+                "retry": 1,
+                "delay": 0.05,
+            }
+        ]
+    )
     jm.runAllReadyJobs()
     first = wait_for_pids(tmp_path, FULL_ROLES)
     assert_gone_by(first, time.monotonic() + TIMEOUT + GRACE + 1.0, "the first attempt's tree to die")
@@ -327,8 +340,19 @@ def owner_command(kind: str, directory: Path) -> list[str]:
     if kind == "library":
         return [sys.executable, str(directory / "owner.py"), str(directory)]
     return [
-        sys.executable, "-m", "simplejob", "run", str(directory / "jobs.json"), "--logOutputDirectory",
-        str(directory / "logs"), "--stateFile", str(directory / "state.json"), "--loopInterval", "0.1", "-j", "2",
+        sys.executable,
+        "-m",
+        "simplejob",
+        "run",
+        str(directory / "jobs.json"),
+        "--logOutputDirectory",
+        str(directory / "logs"),
+        "--stateFile",
+        str(directory / "state.json"),
+        "--loopInterval",
+        "0.1",
+        "-j",
+        "2",
     ]
 
 
@@ -409,11 +433,17 @@ def test_jobs_start_with_the_default_signal_dispositions(guard, tmp_path):
     """simplejob's own processes leave Ctrl-C and hangups to the supervisor, but a job must not
     inherit that: ignored signals survive exec, and a job that relies on SIGINT would hang."""
     jm = guard.manager(keepGoing=True)
-    jm.entry([
-        {"id": "interrupted", "commandLine": py("import os, signal, time; os.kill(os.getpid(), signal.SIGINT); "
-                                                "time.sleep(10)"), "timeout": 5, "killGrace": GRACE},
-        {"id": "hungup", "commandLine": ["sh", "-c", "kill -HUP $$; sleep 10"], "timeout": 5, "killGrace": GRACE},
-    ])
+    jm.entry(
+        [
+            {
+                "id": "interrupted",
+                "commandLine": py("import os, signal, time; os.kill(os.getpid(), signal.SIGINT); time.sleep(10)"),
+                "timeout": 5,
+                "killGrace": GRACE,
+            },
+            {"id": "hungup", "commandLine": ["sh", "-c", "kill -HUP $$; sleep 10"], "timeout": 5, "killGrace": GRACE},
+        ]
+    )
     with pytest.raises(CalledJobError):
         jm.run(interval=0.05)
     state = load_state(tmp_path)
@@ -437,10 +467,12 @@ def test_owner_killed_the_supervisor_kills_the_trees_records_them_and_exits(guar
 
 def test_supervisor_killed_workers_kill_their_trees_and_the_manager_raises(guard, tmp_path):
     jm = guard.manager(maxWorkers=2)
-    jm.entry([
-        {"id": "one", "commandLine": tree_job(tmp_path / "one", FULL_TREE), "killGrace": GRACE},
-        {"id": "two", "commandLine": tree_job(tmp_path / "two", FULL_TREE), "killGrace": GRACE},
-    ])
+    jm.entry(
+        [
+            {"id": "one", "commandLine": tree_job(tmp_path / "one", FULL_TREE), "killGrace": GRACE},
+            {"id": "two", "commandLine": tree_job(tmp_path / "two", FULL_TREE), "killGrace": GRACE},
+        ]
+    )
     jm.runAllReadyJobs()
     pids = {**wait_for_pids(tmp_path / "one", FULL_ROLES), **wait_for_pids(tmp_path / "two", FULL_ROLES)}
     supervisor = load_state(tmp_path).supervisor["pid"]
@@ -466,11 +498,13 @@ def test_supervisor_killed_workers_kill_their_trees_and_the_manager_raises(guard
 
 def test_worker_killed_its_job_is_failed_with_the_reason_and_the_batch_goes_on(guard, tmp_path):
     jm = guard.manager(maxWorkers=1, keepGoing=True)
-    jm.entry([
-        {"id": "victim", "commandLine": tree_job(tmp_path, FULL_TREE), "killGrace": GRACE},
-        {"id": "next", "commandLine": ["sh", "-c", f"touch {tmp_path}/next-ran"]},
-        {"id": "dependent", "commandLine": ["sh", "-c", f"touch {tmp_path}/dependent-ran"], "waiting": ["victim"]},
-    ])
+    jm.entry(
+        [
+            {"id": "victim", "commandLine": tree_job(tmp_path, FULL_TREE), "killGrace": GRACE},
+            {"id": "next", "commandLine": ["sh", "-c", f"touch {tmp_path}/next-ran"]},
+            {"id": "dependent", "commandLine": ["sh", "-c", f"touch {tmp_path}/dependent-ran"], "waiting": ["victim"]},
+        ]
+    )
     jm.runAllReadyJobs()
     pids = wait_for_pids(tmp_path, FULL_ROLES)
     shell = next(pid for name, pid in pids.items() if name.startswith("sh-"))
@@ -501,15 +535,14 @@ def test_huge_output_streams_to_the_log_without_memory_growth(guard, tmp_path):
     size = int(float(os.environ.get("SIMPLEJOB_TEST_OUTPUT_MB", "64")) * 2**20)
     # Waits for "go", writes size bytes to stdout, says "written", then waits for "gate": at that
     # point whoever buffered the output would hold all of it.
-    script = (
-        f'await "$D/go"; head -c {size} /dev/zero; put "$D/written" x; await "$D/gate"; exit 0'
-    )
+    script = f'await "$D/go"; head -c {size} /dev/zero; put "$D/written" x; await "$D/gate"; exit 0'
     jm = guard.manager(maxWorkers=1)
     jm.entry([{"id": "loud", "commandLine": tree_job(tmp_path, script), "killGrace": GRACE}])
     jm.runAllReadyJobs()
     shell = wait_for_pids(tmp_path, {"sh"}).popitem()[1]
     processes = {
-        "manager": os.getpid(), "supervisor": load_state(tmp_path).supervisor["pid"],
+        "manager": os.getpid(),
+        "supervisor": load_state(tmp_path).supervisor["pid"],
         "worker": psutil.Process(shell).ppid(),
     }
     before = {name: rss(pid) for name, pid in processes.items()}
@@ -541,10 +574,16 @@ def test_lots_of_output_without_a_log_directory_does_not_block(guard, tmp_path):
     """With nowhere to log, output is discarded; it must never fill a pipe nobody reads."""
     mb16 = 16 * 2**20
     jm = guard.manager(logOutputDirectory="", maxWorkers=1)
-    jm.entry([{
-        "id": "loud", "commandLine": ["sh", "-c", f"head -c {mb16} /dev/zero; head -c {mb16} /dev/zero >&2"],
-        "timeout": 10, "killGrace": GRACE,
-    }])
+    jm.entry(
+        [
+            {
+                "id": "loud",
+                "commandLine": ["sh", "-c", f"head -c {mb16} /dev/zero; head -c {mb16} /dev/zero >&2"],
+                "timeout": 10,
+                "killGrace": GRACE,
+            }
+        ]
+    )
     started = time.monotonic()
     jm.run(interval=0.05)
     assert time.monotonic() - started < 5
@@ -562,19 +601,27 @@ def test_spawn_failures_are_failed_jobs_with_the_reason_in_log_and_state(guard, 
     a_file = tmp_path / "a-file"
     a_file.write_text("")
     expected = {  # id: (context, exit code, words of the reason)
-        "not-found": ({"commandLine": "no-such-program-for-simplejob --flag"}, 127,
-                      "command not found: 'no-such-program-for-simplejob'"),
+        "not-found": (
+            {"commandLine": "no-such-program-for-simplejob --flag"},
+            127,
+            "command not found: 'no-such-program-for-simplejob'",
+        ),
         "missing-path": ({"commandLine": [str(tmp_path / "missing" / "program")]}, 127, "command not found"),
         "not-executable": ({"commandLine": [str(not_executable)]}, 126, "permission denied"),
         "a-directory": ({"commandLine": [str(tmp_path)]}, 126, "permission denied"),
-        "bad-cwd": ({"commandLine": "true", "cwd": str(tmp_path / "nowhere")}, 127,
-                    f"working directory {str(tmp_path / 'nowhere')!r}: No such file or directory"),
+        "bad-cwd": (
+            {"commandLine": "true", "cwd": str(tmp_path / "nowhere")},
+            127,
+            f"working directory {str(tmp_path / 'nowhere')!r}: No such file or directory",
+        ),
         "cwd-is-a-file": ({"commandLine": "true", "cwd": str(a_file)}, 127, "Not a directory"),
         "nul-in-argument": ({"commandLine": ["echo", "a\0b"]}, 126, "embedded null byte"),
     }
     jm = guard.manager(maxWorkers=1, keepGoing=True, logOutputDirectory=str(tmp_path / "logs") if logs else "")
-    jm.entry([{"id": job_id, **context} for job_id, (context, _, _) in expected.items()]
-             + [{"id": "fine", "commandLine": ["sh", "-c", f"touch {tmp_path}/fine-ran"]}])
+    jm.entry(
+        [{"id": job_id, **context} for job_id, (context, _, _) in expected.items()]
+        + [{"id": "fine", "commandLine": ["sh", "-c", f"touch {tmp_path}/fine-ran"]}]
+    )
     with pytest.raises(CalledJobError) as failed:
         jm.run(interval=0.05)
     assert set(failed.value.failed) == set(expected)
@@ -594,12 +641,14 @@ def test_spawn_failures_are_failed_jobs_with_the_reason_in_log_and_state(guard, 
 
 def test_cancel_one_job_kills_its_tree_and_keeps_a_queued_job_from_starting(guard, tmp_path):
     jm = guard.manager(maxWorkers=2)
-    jm.entry([
-        {"id": "tree", "commandLine": tree_job(tmp_path / "tree", FULL_TREE), "killGrace": GRACE},
-        {"id": "gated", "commandLine": tree_job(tmp_path / "gated", 'await "$D/gate"')},
-        {"id": "queued", "commandLine": ["sh", "-c", f"touch {tmp_path}/queued-ran"]},
-        {"id": "dependent", "commandLine": ["sh", "-c", f"touch {tmp_path}/dependent-ran"], "waiting": ["tree"]},
-    ])
+    jm.entry(
+        [
+            {"id": "tree", "commandLine": tree_job(tmp_path / "tree", FULL_TREE), "killGrace": GRACE},
+            {"id": "gated", "commandLine": tree_job(tmp_path / "gated", 'await "$D/gate"')},
+            {"id": "queued", "commandLine": ["sh", "-c", f"touch {tmp_path}/queued-ran"]},
+            {"id": "dependent", "commandLine": ["sh", "-c", f"touch {tmp_path}/dependent-ran"], "waiting": ["tree"]},
+        ]
+    )
     jm.runAllReadyJobs()
     pids = wait_for_pids(tmp_path / "tree", FULL_ROLES)
     wait_for_pids(tmp_path / "gated", {"sh"})
@@ -620,12 +669,14 @@ def test_cancel_one_job_kills_its_tree_and_keeps_a_queued_job_from_starting(guar
 
 def test_cancel_all_kills_every_tree_and_starts_nothing_more(guard, tmp_path):
     jm = guard.manager(maxWorkers=2)
-    jm.entry([
-        {"id": "one", "commandLine": tree_job(tmp_path / "one", FULL_TREE), "killGrace": GRACE},
-        {"id": "two", "commandLine": tree_job(tmp_path / "two", FULL_TREE), "killGrace": GRACE},
-        {"id": "queued", "commandLine": ["sh", "-c", f"touch {tmp_path}/queued-ran"]},
-        {"id": "dependent", "commandLine": ["sh", "-c", f"touch {tmp_path}/dependent-ran"], "waiting": ["one"]},
-    ])
+    jm.entry(
+        [
+            {"id": "one", "commandLine": tree_job(tmp_path / "one", FULL_TREE), "killGrace": GRACE},
+            {"id": "two", "commandLine": tree_job(tmp_path / "two", FULL_TREE), "killGrace": GRACE},
+            {"id": "queued", "commandLine": ["sh", "-c", f"touch {tmp_path}/queued-ran"]},
+            {"id": "dependent", "commandLine": ["sh", "-c", f"touch {tmp_path}/dependent-ran"], "waiting": ["one"]},
+        ]
+    )
     jm.runAllReadyJobs()
     pids = {**wait_for_pids(tmp_path / "one", FULL_ROLES), **wait_for_pids(tmp_path / "two", FULL_ROLES)}
     cancelled = time.monotonic()
@@ -640,16 +691,45 @@ def test_cancel_all_kills_every_tree_and_starts_nothing_more(guard, tmp_path):
 
 def test_cancel_before_the_batch_starts_keeps_the_job_from_ever_starting(guard, tmp_path):
     jm = guard.manager(maxWorkers=2)
-    jm.entry([
-        {"id": "runs", "commandLine": ["sh", "-c", f"touch {tmp_path}/runs-ran"]},
-        {"id": "never", "commandLine": ["sh", "-c", f"touch {tmp_path}/never-ran"]},
-    ])
+    jm.entry(
+        [
+            {"id": "runs", "commandLine": ["sh", "-c", f"touch {tmp_path}/runs-ran"]},
+            {"id": "never", "commandLine": ["sh", "-c", f"touch {tmp_path}/never-ran"]},
+        ]
+    )
     jm.cancel("never")
     jm.runAllReadyJobs()
     jm.join()
     assert statuses(load_state(tmp_path)) == {"runs": "Completed", "never": "Cancelled"}
     assert (tmp_path / "runs-ran").exists() and not (tmp_path / "never-ran").exists()
     assert not (tmp_path / "logs" / "never.log").exists()
+
+
+# --- the platform modules, chosen once ----------------------------------------------------------------------
+
+PLATFORM_INTERFACE = [name for name, value in vars(proctree._Platform).items() if callable(value) and name[0] != "_"]
+
+
+def test_the_posix_module_is_chosen_here_and_the_windows_module_is_not_loaded():
+    assert proctree._platform is proctree_posix
+    for name in ["become_subreaper", "popen_options", "descendants", "has_children", "reap_zombies"]:
+        assert getattr(proctree, name) is getattr(proctree_posix, name), name
+    # In a fresh interpreter: importing proctree loads the POSIX module only; the Windows module
+    # still imports here (WinDLL is only used inside its functions).
+    code = (
+        "import sys; import simplejob.workers.proctree; "
+        "assert 'simplejob.workers.proctree_posix' in sys.modules; "
+        "assert 'simplejob.workers.proctree_windows' not in sys.modules, 'both platform modules loaded'; "
+        "import simplejob.workers.proctree_windows"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+def test_both_platform_modules_have_the_whole_interface_with_the_same_signatures():
+    assert {"signal_all", "job_group", "descendants"} <= set(PLATFORM_INTERFACE)
+    for name in PLATFORM_INTERFACE:
+        posix, windows = getattr(proctree_posix, name), getattr(proctree_windows, name)
+        assert inspect.signature(posix) == inspect.signature(windows), name
 
 
 # --- the Windows side (layout only: it cannot run here) -----------------------------------------------------
@@ -660,6 +740,6 @@ def test_windows_job_object_structures_have_the_documented_win64_layout():
         pytest.skip("the documented sizes checked here are those of 64-bit Windows")
     import ctypes
 
-    assert ctypes.sizeof(proctree._JOBOBJECT_BASIC_LIMIT_INFORMATION) == 64
-    assert ctypes.sizeof(proctree._JOBOBJECT_EXTENDED_LIMIT_INFORMATION) == 144
-    assert ctypes.sizeof(proctree._process_id_list(2)) == 8 + 2 * 8
+    assert ctypes.sizeof(proctree_windows._JOBOBJECT_BASIC_LIMIT_INFORMATION) == 64
+    assert ctypes.sizeof(proctree_windows._JOBOBJECT_EXTENDED_LIMIT_INFORMATION) == 144
+    assert ctypes.sizeof(proctree_windows._process_id_list(2)) == 8 + 2 * 8

@@ -1,4 +1,4 @@
-"""Process-tree control, the platform-specific part: start a job in its own group, find its tree, kill it.
+"""Process-tree control: start a job in its own group, find its tree, kill it.
 
 The interface (used by worker.py, pool.py and supervisor.py):
 
@@ -10,6 +10,11 @@ The interface (used by worker.py, pool.py and supervisor.py):
     kill_job_tree(pid, ...)   the same knowing only a job's pid (its launcher is gone)
     kill_orphans(keep, ...)   kill what re-parented to us, except the processes in keep
     reap_zombies()            collect the exit statuses of orphans that re-parented to us
+    find_process(pid, ...)    the process with this pid, if it is the one that started then
+
+This module holds what is the same everywhere: the order of a kill (polite signal, grace,
+re-scan, force) and the waiting. What differs is in one module per platform, chosen once when
+this one is imported: proctree_posix.py or proctree_windows.py (the _Platform protocol below).
 
 POSIX (verified on Linux by tests/test_process_control.py): each job starts in its own session,
 so its process group is its pid; the process that launches jobs makes itself a child subreaper
@@ -28,124 +33,60 @@ job's process group (reaches console programs only), the forced step TerminatePr
 Job Object cannot be had (an older Windows forbidding nested jobs), the tree is found through
 psutil's parent links, which miss orphans.
 """
+
 from __future__ import annotations
 
-import ctypes
-import os
-import signal
-import subprocess
 import sys
 import time
-from typing import Any, Collection
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psutil
 
-IS_WINDOWS = os.name == "nt"
-_PR_SET_CHILD_SUBREAPER = 36
+if sys.platform == "win32":
+    from . import proctree_windows as _platform
+else:
+    from . import proctree_posix as _platform
 
 
-def become_subreaper() -> bool:
-    """Make every descendant of this process findable, orphans included. True if it worked.
+class _Platform(Protocol):
+    """What each platform module provides; the first five are re-exported as they are."""
 
-    Linux: orphans re-parent to us (prctl). Windows: we and all we start join a Job Object.
-    Elsewhere: False; only live parent links and the job's process group are followed.
-    """
-    if IS_WINDOWS:
-        return _windows_job.join()
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+    def become_subreaper(self) -> bool: ...
+    def popen_options(self) -> dict[str, Any]: ...
+    def descendants(self, pid: int) -> list[psutil.Process]: ...
+    def has_children(self) -> bool: ...
+    def reap_zombies(self) -> None: ...
+    def signal_all(self, procs: list[psutil.Process], group: int | None, *, force: bool) -> None: ...
+    def job_group(self, pid: int) -> tuple[int | None, list[psutil.Process]]: ...
 
 
-def popen_options() -> dict[str, Any]:
-    """subprocess.Popen keyword arguments that start a job in its own group."""
-    if IS_WINDOWS:
-        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
-    return {"start_new_session": True}
+if TYPE_CHECKING:  # mypy holds the chosen module to the protocol, and the Windows one on any platform
+    from . import proctree_windows
 
+    _checked: tuple[_Platform, _Platform] = (_platform, proctree_windows)
 
-def has_children() -> bool:
-    """Whether this process has any child left (cheap on Linux: one small /proc read)."""
-    if IS_WINDOWS and _windows_job.handle is not None:
-        return bool(_windows_job.members())
-    try:
-        fd = os.open(f"/proc/self/task/{os.getpid()}/children", os.O_RDONLY)
-        try:
-            return bool(os.read(fd, 64).strip())
-        finally:
-            os.close(fd)
-    except OSError:
-        return bool(psutil.Process().children())
-
-
-def reap_zombies() -> None:
-    """Collect exit statuses of orphans that re-parented to us and have exited."""
-    if IS_WINDOWS:
-        return
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
-def descendants(pid: int) -> list[psutil.Process]:
-    """The processes below pid. For our own pid on Windows with a Job Object: its other members."""
-    if IS_WINDOWS and pid == os.getpid() and _windows_job.handle is not None:
-        return _windows_job.members()
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
-def _signal_all(procs: list[psutil.Process], group: int | None, *, force: bool) -> None:
-    """POSIX: SIGTERM (force: SIGKILL) to the group and to each process. Windows: the polite step is
-    CTRL_BREAK_EVENT to the group only (psutil's terminate() is TerminateProcess there, not polite);
-    the forced step is TerminateProcess on each process."""
-    if IS_WINDOWS:
-        if not force:
-            if group is not None:
-                try:
-                    os.kill(group, signal.CTRL_BREAK_EVENT)
-                except OSError:
-                    pass  # not a console program, or already gone: the forced step follows
-            return
-    elif group is not None:
-        try:
-            os.killpg(group, signal.SIGKILL if force else signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
-    for proc in procs:
-        try:
-            if force:
-                proc.kill()
-            else:
-                proc.terminate()
-        except psutil.NoSuchProcess:
-            pass
+become_subreaper = _platform.become_subreaper
+popen_options = _platform.popen_options
+descendants = _platform.descendants
+has_children = _platform.has_children
+reap_zombies = _platform.reap_zombies
 
 
 def kill_tree(procs: list[psutil.Process], *, group: int | None, grace: float, root: int | None = None) -> list[int]:
-    """SIGTERM the processes (and the job's process group), wait up to grace seconds, SIGKILL the rest.
+    """Polite signal to the processes (and the job's process group), wait up to grace seconds, force the rest.
 
-    root, when given, is re-scanned before SIGKILL so that children forked during the grace
-    period die too. Returns the pids that were still alive when SIGTERM was sent.
+    root, when given, is re-scanned before the forced step so that children forked during the
+    grace period die too. Returns the pids that were still alive when the polite signal was sent.
     """
     procs = [p for p in procs if not _gone(p)]
-    _signal_all(procs, group, force=False)
+    _platform.signal_all(procs, group, force=False)
     alive = _wait_gone(procs, grace)
     if root is not None:
         known = {p.pid for p in alive}
         alive += [p for p in descendants(root) if p.pid not in known and not _gone(p)]
     if alive or group is not None:
-        _signal_all(alive, group, force=True)
+        _platform.signal_all(alive, group, force=True)
         _wait_gone(alive, 1.0)
     return [p.pid for p in procs]
 
@@ -190,9 +131,8 @@ def kill_job_tree(pid: int, started_at: float | None, grace: float) -> list[int]
     if proc is None:
         return []
     procs = [proc, *descendants(pid)]
-    if not IS_WINDOWS:
-        procs += [p for p in psutil.process_iter() if p.pid != pid and _pgid(p.pid) == pid]
-    return kill_tree(procs, group=None if IS_WINDOWS else pid, grace=grace)
+    group, in_group = _platform.job_group(pid)
+    return kill_tree(procs + in_group, group=group, grace=grace)
 
 
 def kill_orphans(keep: Collection[int], grace: float) -> list[int]:
@@ -208,118 +148,3 @@ def kill_orphans(keep: Collection[int], grace: float) -> list[int]:
             continue
         strays += [child, *descendants(child.pid)]
     return kill_tree(strays, group=None, grace=grace) if strays else []
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None
-
-
-# --- Windows: a Job Object around this process and everything it starts (not verified) ------------
-# The structures are plain ctypes, defined on every platform (their Win64 layout is checked in
-# the tests); the functions are only called on Windows.
-
-_DWORD = ctypes.c_uint32
-_JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x2000
-_JOB_OBJECT_LIMIT_BREAKAWAY_OK = 0x0800
-_JobObjectBasicProcessIdList = 3
-_JobObjectExtendedLimitInformation = 9
-_ERROR_MORE_DATA = 234
-
-
-class _JOBOBJECT_BASIC_LIMIT_INFORMATION(ctypes.Structure):
-    _fields_ = [
-        ("PerProcessUserTimeLimit", ctypes.c_int64), ("PerJobUserTimeLimit", ctypes.c_int64),
-        ("LimitFlags", _DWORD), ("MinimumWorkingSetSize", ctypes.c_size_t),
-        ("MaximumWorkingSetSize", ctypes.c_size_t), ("ActiveProcessLimit", _DWORD),
-        ("Affinity", ctypes.c_size_t), ("PriorityClass", _DWORD), ("SchedulingClass", _DWORD),
-    ]
-
-
-class _IO_COUNTERS(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_uint64) for name in (
-        "ReadOperationCount", "WriteOperationCount", "OtherOperationCount",
-        "ReadTransferCount", "WriteTransferCount", "OtherTransferCount",
-    )]
-
-
-class _JOBOBJECT_EXTENDED_LIMIT_INFORMATION(ctypes.Structure):
-    _fields_ = [
-        ("BasicLimitInformation", _JOBOBJECT_BASIC_LIMIT_INFORMATION), ("IoInfo", _IO_COUNTERS),
-        ("ProcessMemoryLimit", ctypes.c_size_t), ("JobMemoryLimit", ctypes.c_size_t),
-        ("PeakProcessMemoryLimit", ctypes.c_size_t), ("PeakJobMemoryLimit", ctypes.c_size_t),
-    ]
-
-
-def _process_id_list(capacity: int) -> ctypes.Structure:
-    """A JOBOBJECT_BASIC_PROCESS_ID_LIST with room for capacity pids."""
-
-    class _JOBOBJECT_BASIC_PROCESS_ID_LIST(ctypes.Structure):
-        _fields_ = [
-            ("NumberOfAssignedProcesses", _DWORD), ("NumberOfProcessIdsInList", _DWORD),
-            ("ProcessIdList", ctypes.c_size_t * capacity),
-        ]
-
-    return _JOBOBJECT_BASIC_PROCESS_ID_LIST()
-
-
-class _WindowsJob:
-    """This process's Job Object (Windows only); handle stays None elsewhere or if it failed."""
-
-    def __init__(self) -> None:
-        self.handle: int | None = None
-
-    def join(self) -> bool:
-        if self.handle is not None:
-            return True
-        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
-        kernel32.CreateJobObjectW.restype = ctypes.c_void_p
-        kernel32.GetCurrentProcess.restype = ctypes.c_void_p
-        kernel32.SetInformationJobObject.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, _DWORD]
-        kernel32.AssignProcessToJobObject.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-        kernel32.QueryInformationJobObject.argtypes = [
-            ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, _DWORD, ctypes.c_void_p,
-        ]
-        kernel32.CloseHandle.argtypes = [ctypes.c_void_p]
-        handle = kernel32.CreateJobObjectW(None, None)
-        if not handle:
-            return False
-        info = _JOBOBJECT_EXTENDED_LIMIT_INFORMATION()
-        # Kill on close: when this process dies, the job's last handle closes and all it started dies.
-        # Breakaway allowed: a job that asks for CREATE_BREAKAWAY_FROM_JOB may leave on purpose.
-        info.BasicLimitInformation.LimitFlags = _JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE | _JOB_OBJECT_LIMIT_BREAKAWAY_OK
-        ok = kernel32.SetInformationJobObject(
-            handle, _JobObjectExtendedLimitInformation, ctypes.byref(info), ctypes.sizeof(info),
-        ) and kernel32.AssignProcessToJobObject(handle, kernel32.GetCurrentProcess())
-        if not ok:  # e.g. already in a job that forbids nesting (before Windows 8)
-            kernel32.CloseHandle(handle)
-            return False
-        self.kernel32, self.handle = kernel32, handle
-        return True
-
-    def members(self) -> list[psutil.Process]:
-        """The live processes in the Job Object other than this one."""
-        capacity = 256
-        while True:
-            pids = _process_id_list(capacity)
-            ok = self.kernel32.QueryInformationJobObject(
-                self.handle, _JobObjectBasicProcessIdList, ctypes.byref(pids), ctypes.sizeof(pids), None,
-            )
-            if ok and pids.NumberOfProcessIdsInList >= pids.NumberOfAssignedProcesses:
-                break
-            if not ok and ctypes.get_last_error() != _ERROR_MORE_DATA:  # type: ignore[attr-defined]
-                return []
-            capacity = max(4 * capacity, pids.NumberOfAssignedProcesses + 16)
-        procs = []
-        for pid in pids.ProcessIdList[: pids.NumberOfProcessIdsInList]:
-            if pid != os.getpid():
-                try:
-                    procs.append(psutil.Process(pid))
-                except psutil.NoSuchProcess:
-                    pass
-        return procs
-
-
-_windows_job = _WindowsJob()
