@@ -39,16 +39,16 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
 
 
-if TYPE_CHECKING:
-    from .errors import (
-        BatchInterrupted,
-        CalledJobError,
-        SimplejobError,
-        StateFileError,
-        StateFileLocked,
-        SupervisorDied,
-    )
-    from .job import Job, SimpleJob
-    from .manager import JobManager, SimpleJobManager
-    from .model import JobRunningStatus
-    from .report import Report
+if TYPE_CHECKING:  # the same names, for type checkers (re-exported: "X as X")
+    from .errors import BatchInterrupted as BatchInterrupted
+    from .errors import CalledJobError as CalledJobError
+    from .errors import SimplejobError as SimplejobError
+    from .errors import StateFileError as StateFileError
+    from .errors import StateFileLocked as StateFileLocked
+    from .errors import SupervisorDied as SupervisorDied
+    from .job import Job as Job
+    from .job import SimpleJob as SimpleJob
+    from .manager import JobManager as JobManager
+    from .manager import SimpleJobManager as SimpleJobManager
+    from .model import JobRunningStatus as JobRunningStatus
+    from .report import Report as Report

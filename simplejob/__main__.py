@@ -1,4 +1,5 @@
 """python -m simplejob: see simplejob.cli."""
+
 import sys
 
 from .cli import main

@@ -20,13 +20,22 @@ import warnings
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from . import resume, statefile
 from .errors import BatchInterrupted, CalledJobError, StateFileError, StateFileLocked, SupervisorDied
 from .model import FINISHED, JobDefinition, JobRecord, JobRunningStatus, parse_contexts, transition
 from .programs import python_command
-from .protocol import BatchOptions, BatchSpec, ControlMessage, SupervisorExit, SupervisorReply
+from .protocol import (
+    BatchOptions,
+    BatchSpec,
+    ControlMessage,
+    LockedReply,
+    ProblemReply,
+    StartedReply,
+    SupervisorExit,
+    SupervisorReply,
+)
 from .report import Report
 from .scheduler import closure
 
@@ -116,12 +125,13 @@ class _SupervisorRun:
         reply = cast(SupervisorReply, json.loads(reply_line) if reply_line.strip() else {})
         if "ok" not in reply:
             self.stdin.close()
-            code = proc.wait()
-            if "error" not in reply:
-                raise SupervisorDied(proc.pid, code, plan.path)
-            if reply["error"] == "locked":
-                raise StateFileLocked(plan.path, reply["pid"], reply["host"])
-            raise StateFileError(plan.path, reply["problem"])
+            _refused(reply, proc.wait(), proc.pid, plan.path)
+        self._follow(plan, cast(StartedReply, reply))
+        self.ended = False
+        self.error: SupervisorDied | None = None
+
+    def _follow(self, plan: _Plan, reply: StartedReply) -> None:
+        """Start following the journal: from the plan's picture if the supervisor planned from the same."""
         state = plan.state
         if reply["basis"] == plan.basis:  # it planned from the picture we planned from
             state.generation, state.journalOffset = reply["generation"], 0
@@ -133,8 +143,6 @@ class _SupervisorRun:
             assert followed is not None, "the supervisor wrote the state file before its reply"
             plan.state, tail = followed
         self.follower = _Follower(plan.state, tail)
-        self.ended = False
-        self.error: SupervisorDied | None = None
 
     def send(self, message: ControlMessage) -> None:
         try:
@@ -200,6 +208,17 @@ class _SupervisorRun:
     def _close_stdin(self) -> None:
         with contextlib.suppress(BrokenPipeError):
             self.stdin.close()
+
+
+def _refused(reply: SupervisorReply, code: int, pid: int, path: str) -> NoReturn:
+    """Raise what a supervisor that did not start the batch said (or its death, if it said nothing)."""
+    error = cast(dict[str, Any], reply).get("error")
+    if error == "locked":
+        locked = cast(LockedReply, reply)
+        raise StateFileLocked(path, locked["pid"], locked["host"])
+    if error is not None:
+        raise StateFileError(path, cast(ProblemReply, reply)["problem"])
+    raise SupervisorDied(pid, code, path)
 
 
 class JobManager:

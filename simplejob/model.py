@@ -13,8 +13,9 @@ import os
 import re
 import shlex
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 DATE_FORMAT = "%Y/%m/%d %H:%M:%S.%f"
 DEFAULT_KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when a job's tree is killed

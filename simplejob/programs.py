@@ -5,6 +5,7 @@ through multiprocessing: spawn/forkserver would re-run the caller's script (the 
 snippets have no `if __name__ == "__main__":` guard), and changing PYTHONPATH would leak into
 the jobs' environments.
 """
+
 from __future__ import annotations
 
 import os

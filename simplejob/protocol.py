@@ -15,7 +15,7 @@ This module imports nothing of simplejob's: a worker loads it at start-up.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, Literal, TypedDict
 
 # --- the supervisor's exit status ---------------------------------------------------------------
@@ -98,7 +98,7 @@ class AttemptSpec(TypedDict):
     attempt: int  # 1-based
     attempts: int  # how many there may be (retry + 1)
     argv: str | list[str]  # a list on POSIX unless shell; the string itself with shell or on Windows
-    commandText: str  # the command as the user wrote it, for the log
+    command_text: str  # the command as the user wrote it, for the log
     shell: bool
     cwd: str | None
     env: dict[str, str] | None  # added to the inherited environment
@@ -131,8 +131,8 @@ class Event:
     "started": pid and t (epoch seconds) are set; returned lists the attempts the worker had
         queued behind this one and gives back, unstarted (a worker-to-pool detail: the pool
         turns them into "returned" events).
-    "finished": pid and startT (None if it never started), exitCode (None if it did not exit by
-        itself), timedOut, cancelled, reason (words for a failure, or None), leftovers (processes
+    "finished": pid and start_t (None if it never started), exit_code (None if it did not exit by
+        itself), timed_out, cancelled, reason (words for a failure, or None), leftovers (processes
         it left, killed) and t. An attempt that finishes quickly may have no "started".
     "returned": the attempt was not started; the supervisor schedules it again.
     """
@@ -142,9 +142,9 @@ class Event:
     t: float
     pid: int | None = None
     returned: list[str] | None = None
-    startT: float | None = None
-    exitCode: int | None = None
-    timedOut: bool = False
+    start_t: float | None = None
+    exit_code: int | None = None
+    timed_out: bool = False
     cancelled: bool = False
     reason: str | None = None
     leftovers: int = 0
@@ -166,7 +166,5 @@ class Event:
         return cls(kind=kind, **data)
 
 
-_EVENT_DEFAULTS: dict[str, Any] = {
-    "pid": None, "returned": None, "startT": None, "exitCode": None,
-    "timedOut": False, "cancelled": False, "reason": None, "leftovers": 0,
-}  # fmt: skip
+# The optional fields and their defaults: left out of the wire form when unchanged.
+_EVENT_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Event) if f.default is not MISSING}

@@ -4,6 +4,7 @@ A job is kept (Completed, not run again, "resumed": true) when it Completed with
 its definition (every field of model.DEFINITION_FIELDS) is unchanged, and every job it waits on
 is kept too. Every other job starts again from Ready, and so does everything downstream of it.
 """
+
 from __future__ import annotations
 
 import graphlib

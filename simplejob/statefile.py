@@ -15,6 +15,7 @@ generation is already inside the snapshot and is ignored. Files are replaced by 
 temporary file and renaming it, so a reader never sees half a file, and a partial last journal
 line (a writer killed mid-write) is ignored. See docs/state-file.md.
 """
+
 from __future__ import annotations
 
 import glob
@@ -24,12 +25,13 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import StateFileError, StateFileLocked
-from .model import JobRecord
+from .model import JobRecord, JobRunningStatus
 from .pipes import write_all
 
 if TYPE_CHECKING:
@@ -154,7 +156,7 @@ def move_aside(path: str) -> str:
 
 def basis(state: State | None) -> list[int] | None:
     """What a picture of the state was read from: equal bases mean equal pictures."""
-    return None if state is None else [state.generation, state.journalEnd]
+    return None if state is None else [state.generation, state.journal_end]
 
 
 def supervisor_identity() -> dict[str, Any]:
@@ -172,8 +174,8 @@ class State:
     records: dict[str, JobRecord]  # in entry order
     journalOffset: int = 0
     schemaVersion: int = SCHEMA_VERSION
-    journalEnd: int = 0  # how far the journal was read: with generation, what this picture is based on
-    counts: Counter = field(default_factory=Counter)  # runningStatus -> number of jobs
+    journal_end: int = 0  # how far the journal was read: with generation, what this picture is based on
+    counts: Counter[JobRunningStatus] = field(default_factory=Counter)  # runningStatus -> number of jobs
     failures: int = 0  # jobs whose record.failure() is not None
 
     def __post_init__(self) -> None:
@@ -206,15 +208,20 @@ def _parse_snapshot(path: str, text: str) -> State:
         raise StateFileError(path, 'has no "schemaVersion"; it is not a simplejob state file: use another stateFile')
     if not isinstance(version, int) or isinstance(version, bool) or version > SCHEMA_VERSION:
         raise StateFileError(
-            path, f"has schemaVersion {version!r}; this simplejob reads versions up to {SCHEMA_VERSION}: "
+            path,
+            f"has schemaVersion {version!r}; this simplejob reads versions up to {SCHEMA_VERSION}: "
             "upgrade simplejob or use another stateFile",
         )
     for key in ("generation", "journalOffset"):
         if not isinstance(data.get(key, 0), int) or isinstance(data.get(key), bool) or data.get(key, 0) < 0:
-            raise StateFileError(path, f'has "{key}": {data[key]!r}, not an integer >= 0; fix it by hand or use another stateFile')
+            raise StateFileError(
+                path, f'has "{key}": {data[key]!r}, not an integer >= 0; fix it by hand or use another stateFile'
+            )
     for key in ("supervisor", "options"):
         if not isinstance(data.get(key) or {}, dict):
-            raise StateFileError(path, f'has "{key}": {data[key]!r}, not an object; fix it by hand or use another stateFile')
+            raise StateFileError(
+                path, f'has "{key}": {data[key]!r}, not an object; fix it by hand or use another stateFile'
+            )
     job_id = None
     try:
         records = {}
@@ -222,11 +229,16 @@ def _parse_snapshot(path: str, text: str) -> State:
             records[job_id] = JobRecord.from_json(job_id, entry)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise StateFileError(
-            path, f"has a malformed entry for job {job_id!r} ({error!r}); fix it by hand or use another stateFile",
+            path,
+            f"has a malformed entry for job {job_id!r} ({error!r}); fix it by hand or use another stateFile",
         ) from None
     return State(
-        path=path, generation=data.get("generation", 0), supervisor=dict(data.get("supervisor") or {}),
-        options=dict(data.get("options") or {}), records=records, schemaVersion=version,
+        path=path,
+        generation=data.get("generation", 0),
+        supervisor=dict(data.get("supervisor") or {}),
+        options=dict(data.get("options") or {}),
+        records=records,
+        schemaVersion=version,
         journalOffset=data.get("journalOffset", 0),
     )
 
@@ -259,8 +271,9 @@ def follow(path: str) -> tuple[State, JournalTail] | None:
         tail.close()
     # A new run writes its snapshot before its journal, so a newer journal is only ever seen briefly.
     raise StateFileError(
-        path, f"its journal is of generation {tail.generation} but the snapshot of generation {state.generation} "
-        "(was the snapshot edited or restored from a copy?): fix its \"generation\" or remove the journal "
+        path,
+        f"its journal is of generation {tail.generation} but the snapshot of generation {state.generation} "
+        '(was the snapshot edited or restored from a copy?): fix its "generation" or remove the journal '
         "(its transitions since the last snapshot are then lost)",
     )
 
@@ -287,13 +300,15 @@ class JournalTail:
         except (ValueError, KeyError, TypeError, AttributeError):
             os.close(fd)
             raise StateFileError(
-                self.path, "has no valid header line; it is not a simplejob journal (or was damaged): "
+                self.path,
+                "has no valid header line; it is not a simplejob journal (or was damaged): "
                 "fix or remove it (its transitions since the last snapshot are then lost), or use another stateFile",
             ) from None
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             os.close(fd)
             raise StateFileError(
-                self.path, f"has schemaVersion {version!r}; this simplejob reads versions up to {SCHEMA_VERSION}: "
+                self.path,
+                f"has schemaVersion {version!r}; this simplejob reads versions up to {SCHEMA_VERSION}: "
                 "upgrade simplejob or use another stateFile",
             )
         if self.generation != state.generation:
@@ -321,23 +336,23 @@ class JournalTail:
         data = b"".join(chunks)
         end = data.rfind(b"\n") + 1
         self.buffer = data[end:]
-        lines = data[:end].split(b"\n")
-        number = 0
+        at = self.position  # file offset of the line being applied
         try:
-            for number, line in enumerate(lines):
+            for line in data[:end].split(b"\n"):
                 if line.strip():
                     update = json.loads(line)
                     if not isinstance(update, dict):
                         raise TypeError(f"a line must be a JSON object, not {type(update).__name__}")
                     state.apply(update)
+                at += len(line) + 1
         except (ValueError, KeyError, TypeError, AttributeError) as error:
-            at = self.position + sum(len(previous) + 1 for previous in lines[:number])
             raise StateFileError(
-                self.path, f"has a malformed line at byte {at} ({error!r}): {line[:200]!r}; "
+                self.path,
+                f"has a malformed line at byte {at} ({error!r}): {line[:200]!r}; "
                 "a person edited or damaged it: fix or delete that line, or use another stateFile",
             ) from None
         self.position += end
-        state.journalEnd = self.position
+        state.journal_end = self.position
 
 
 class StateWriter:
@@ -395,7 +410,7 @@ class StateWriter:
             self.sync(now)
 
     def sync(self, now: float | None = None) -> None:
-        if self.unsynced:
+        if self.unsynced and self.fd is not None:
             os.fsync(self.fd)
         self.unsynced = False
         self.last_fsync = self.clock.monotonic() if now is None else now
@@ -478,5 +493,6 @@ class StateWriter:
         self.flush()
         self.sync()
         self.compact()
-        os.close(self.fd)
-        self.fd = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None

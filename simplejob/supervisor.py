@@ -187,7 +187,7 @@ class Supervisor:
             "attempt": record.attempts + 1,
             "attempts": definition.retry + 1,
             "argv": definition.argv(),
-            "commandText": command if isinstance(command, str) else json.dumps(command),
+            "command_text": command if isinstance(command, str) else json.dumps(command),
             "shell": definition.shell,
             "cwd": definition.cwd,
             "env": definition.env,
@@ -212,13 +212,13 @@ class Supervisor:
 
     def _attempt_finished(self, record: JobRecord, event: Event) -> None:
         begin: dict[str, Any] = {}
-        if record.id not in self.begun and not (event.cancelled and event.startT is None):
-            begin = self._begin(record, event.startT or event.t, event.pid)  # a short job: one journal line
+        if record.id not in self.begun and not (event.cancelled and event.start_t is None):
+            begin = self._begin(record, event.start_t or event.t, event.pid)  # a short job: one journal line
         self.begun.discard(record.id)
         definition = record.definition
         if event.cancelled:
             line = self._finish(record, JobRunningStatus.Cancelled, event.t, reason="cancelled")
-        elif event.timedOut and record.attempts <= definition.retry:
+        elif event.timed_out and record.attempts <= definition.retry:
             wait = definition.retry_wait(record.attempts)
             self.scheduler.retry_after(record.id, wait)
             line = transition(
@@ -227,9 +227,9 @@ class Supervisor:
                 pid=None,
                 reason=f"attempt {record.attempts} {event.reason}; retry {record.attempts} in {wait:g} s",
             )
-        elif event.timedOut:
+        elif event.timed_out:
             line = self._finish(record, JobRunningStatus.RetryOut, event.t, reason=event.reason)
-        elif event.exitCode is None:
+        elif event.exit_code is None:
             # Cut short by something outside the job (its worker died, the batch is stopping).
             line = self._finish(record, JobRunningStatus.Interrupted, event.t, reason=self.interrupted or event.reason)
         else:
@@ -237,7 +237,7 @@ class Supervisor:
             if event.leftovers:
                 left = f"left {event.leftovers} process(es) running; they were killed"
                 reason = f"{reason}; {left}" if reason else left
-            line = self._finish(record, JobRunningStatus.Completed, event.t, exitCode=event.exitCode, reason=reason)
+            line = self._finish(record, JobRunningStatus.Completed, event.t, exitCode=event.exit_code, reason=reason)
         self.writer.record({**begin, **line})
 
     def _finish(

@@ -4,6 +4,7 @@ Every process the suite starts (supervisors, workers, jobs and whatever they for
 SIMPLEJOB_TEST_SESSION from os.environ; at the end of the session any live process carrying
 it (other than pytest itself) is a leak: it is listed, killed, and fails the session.
 """
+
 from __future__ import annotations
 
 import json

@@ -19,6 +19,7 @@ Default size: SIMPLEJOB_FAULT_JOBS=300 jobs, SIMPLEJOB_FAULT_ROUNDS=15 rounds of
 few seconds). Large: e.g. SIMPLEJOB_FAULT_JOBS=3000 SIMPLEJOB_FAULT_ROUNDS=300. SIMPLEJOB_FAULT_SEED
 repeats the random choices of a run (the seed is printed, and named in every failure).
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,8 @@ from collections import Counter
 
 import psutil
 import pytest
-from conftest import session_processes
 
+from conftest import session_processes
 from simplejob import JobManager, JobRunningStatus, SupervisorDied
 from simplejob.statefile import load
 from simplejob.workers.pool import QUEUE_AHEAD
@@ -54,9 +55,16 @@ def batch(runs_dir) -> list[dict]:
     jobs = []
     for i in range(JOBS):
         layer, k = divmod(i, LAYER)
-        waits = [] if layer == 0 else sorted({f"j{(layer - 1) * LAYER + k}", f"j{(layer - 1) * LAYER + (k + 7) % LAYER}"})
-        jobs.append({"id": f"j{i}", "commandLine": ["sh", "-c", 'echo "$1" >> "$0"', str(runs_dir / f"j{i}"), f"j{i}"],
-                     "waiting": waits})
+        waits = (
+            [] if layer == 0 else sorted({f"j{(layer - 1) * LAYER + k}", f"j{(layer - 1) * LAYER + (k + 7) % LAYER}"})
+        )
+        jobs.append(
+            {
+                "id": f"j{i}",
+                "commandLine": ["sh", "-c", 'echo "$1" >> "$0"', str(runs_dir / f"j{i}"), f"j{i}"],
+                "waiting": waits,
+            }
+        )
     return jobs
 
 
@@ -165,8 +173,10 @@ def test_sigkill_at_random_moments_loses_nothing_and_runs_nothing_twice(tmp_path
             manager = JobManager(stateFile=str(path), maxWorkers=WORKERS)
             manager.entry(jobs)
             kept = {job.id for job in manager.jobs if job.resumed}
-            assert kept == completed, f"round {round_number}: the resume keeps {len(kept)} jobs, " \
+            assert kept == completed, (
+                f"round {round_number}: the resume keeps {len(kept)} jobs, "
                 f"not the {len(completed)} recorded Completed {about}"
+            )
 
             with_workers = rng.random() < 0.3
             killed = False
@@ -175,7 +185,9 @@ def test_sigkill_at_random_moments_loses_nothing_and_runs_nothing_twice(tmp_path
                 # snapshot, journal header) and the first jobs are in range
                 done = threading.Event()
 
-                def killer(delay=rng.uniform(0.0, 0.15), with_workers=with_workers):
+                delay = rng.uniform(0.0, 0.15)
+
+                def killer(delay=delay, with_workers=with_workers, done=done):
                     if done.wait(delay):
                         return
                     while not done.is_set():
@@ -222,8 +234,9 @@ def test_sigkill_at_random_moments_loses_nothing_and_runs_nothing_twice(tmp_path
             busy += len(completed) < JOBS
             now_completed = {r.id for r in state.records.values() if r.runningStatus == JobRunningStatus.Completed}
             assert {state.records[job_id].exitCode for job_id in now_completed} <= {0}, about
-            assert completed <= now_completed, \
+            assert completed <= now_completed, (
                 f"recorded Completed, then lost: {sorted(completed - now_completed)[:10]} {about}"
+            )
             completed = now_completed
             if rng.random() < 0.5:
                 freeze()  # else the next round starts while the killed batch's workers still stop their jobs
@@ -252,9 +265,12 @@ def test_sigkill_at_random_moments_loses_nothing_and_runs_nothing_twice(tmp_path
     ran_again = {job_id: (frozen[job_id], counts[job_id]) for job_id in frozen if counts[job_id] != frozen[job_id]}
     assert ran_again == {}, f"recorded Completed, then ran again (runs then, at the end): {ran_again} {about}"
     repeated = sum(counts.values()) - JOBS
-    print(f"{kills} kills ({killed_with_workers} with the workers; {busy} rounds had jobs to run), {len(frozen)} jobs recorded Completed before "
-          f"the last run, {repeated} runs repeated (interrupted, or ended but not yet journaled), "
-          f"{reader.parsed} snapshots parsed meanwhile")
+    print(
+        f"{kills} kills ({killed_with_workers} with the workers; {busy} rounds had jobs to run), "
+        f"{len(frozen)} jobs recorded Completed before "
+        f"the last run, {repeated} runs repeated (interrupted, or ended but not yet journaled), "
+        f"{reader.parsed} snapshots parsed meanwhile"
+    )
     assert repeated <= kills * WORKERS * UNJOURNALED_PER_WORKER, f"{repeated} repeated runs for {kills} kills {about}"
     assert reader.failures == [], f"{len(reader.failures)} unparsable snapshots: {reader.failures[:3]} {about}"
     assert reader.parsed > 0

@@ -1,4 +1,5 @@
 """The documented JobManager API, run for real: polling loop, dependencies, failures, retries, reports."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,8 @@ import time
 from datetime import datetime
 
 import pytest
-from conftest import pid_gone, py, read_state, wait_until
 
+from conftest import pid_gone, py, read_state, wait_until
 from simplejob import CalledJobError, JobManager, JobRunningStatus, SimpleJobManager
 from simplejob.model import DATE_FORMAT
 
@@ -36,8 +37,10 @@ def test_the_documented_polling_loop_runs_the_batch(tmp_path):
         time.sleep(0.05)
     jobManager.join()
     assert [(job.id, job.exitCode, job.runningStatus) for job in jobManager.jobs] == [
-        ("hoge", 0, JobRunningStatus.Completed), ("piyo", 0, JobRunningStatus.Completed),
-        ("fuga", 0, JobRunningStatus.Completed), ("moga", 0, JobRunningStatus.Completed),
+        ("hoge", 0, JobRunningStatus.Completed),
+        ("piyo", 0, JobRunningStatus.Completed),
+        ("fuga", 0, JobRunningStatus.Completed),
+        ("moga", 0, JobRunningStatus.Completed),
     ]
     report = jobManager.report()["results"]
     start = {job_id: datetime.strptime(r[job_id]["startDateTime"], DATE_FORMAT) for r in report for job_id in r}
@@ -49,10 +52,12 @@ def test_the_documented_polling_loop_runs_the_batch(tmp_path):
 def test_a_dependent_starts_as_soon_as_its_dependency_ends_however_slowly_the_caller_polls(tmp_path):
     stamp = tmp_path / "b-started"
     manager = JobManager(maxWorkers=2)
-    manager.entry([
-        {"id": "a", "commandLine": "true"},
-        {"id": "b", "commandLine": ["touch", str(stamp)], "waiting": ["a"]},
-    ])
+    manager.entry(
+        [
+            {"id": "a", "commandLine": "true"},
+            {"id": "b", "commandLine": ["touch", str(stamp)], "waiting": ["a"]},
+        ]
+    )
     manager.runAllReadyJobs()  # called once; nobody polls
     wait_until(stamp.exists, message="b to start without further calls")
     manager.join()
@@ -76,20 +81,27 @@ def test_at_most_max_workers_jobs_run_at_once(tmp_path):
 def test_a_failure_stops_new_jobs_and_leaves_its_dependents_ready(tmp_path):
     gate = tmp_path / "gate"
     manager = JobManager(maxWorkers=2)
-    manager.entry([
-        {"id": "fails", "commandLine": py("import sys; sys.exit(3)")},
-        # running when the failure happens: it finishes (it waits for the failure to be recorded)
-        {"id": "slow", "commandLine": py(f"import os, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.01)")},
-        {"id": "after", "commandLine": "true", "waiting": ["fails"]},
-        {"id": "independent", "commandLine": "true", "waiting": ["slow"]},
-    ])
+    manager.entry(
+        [
+            {"id": "fails", "commandLine": py("import sys; sys.exit(3)")},
+            # running when the failure happens: it finishes (it waits for the failure to be recorded)
+            {
+                "id": "slow",
+                "commandLine": py(f"import os, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.01)"),
+            },
+            {"id": "after", "commandLine": "true", "waiting": ["fails"]},
+            {"id": "independent", "commandLine": "true", "waiting": ["slow"]},
+        ]
+    )
     manager.runAllReadyJobs()
     wait_until(manager.errorOccurred, message="the failure to be seen")
     gate.touch()
     manager.join()
     assert statuses(manager) == {
-        "fails": JobRunningStatus.Completed, "slow": JobRunningStatus.Completed,
-        "after": JobRunningStatus.Ready, "independent": JobRunningStatus.Ready,
+        "fails": JobRunningStatus.Completed,
+        "slow": JobRunningStatus.Completed,
+        "after": JobRunningStatus.Ready,
+        "independent": JobRunningStatus.Ready,
     }
     assert manager.jobs[0].exitCode == 3
     assert not manager.completed()
@@ -97,26 +109,33 @@ def test_a_failure_stops_new_jobs_and_leaves_its_dependents_ready(tmp_path):
 
 def test_keep_going_runs_everything_that_does_not_depend_on_a_failure():
     manager = JobManager(maxWorkers=2, keepGoing=True)
-    manager.entry([
-        {"id": "fails", "commandLine": "false"},
-        {"id": "after", "commandLine": "true", "waiting": ["fails"]},
-        {"id": "other", "commandLine": "true"},
-        {"id": "then", "commandLine": "true", "waiting": ["other"]},
-    ])
+    manager.entry(
+        [
+            {"id": "fails", "commandLine": "false"},
+            {"id": "after", "commandLine": "true", "waiting": ["fails"]},
+            {"id": "other", "commandLine": "true"},
+            {"id": "then", "commandLine": "true", "waiting": ["other"]},
+        ]
+    )
     with pytest.raises(CalledJobError, match="fails") as error:
         manager.run(interval=0.05)
     assert error.value.failed == {"fails": "exit code 1"}
     assert statuses(manager) == {
-        "fails": JobRunningStatus.Completed, "after": JobRunningStatus.Ready,
-        "other": JobRunningStatus.Completed, "then": JobRunningStatus.Completed,
+        "fails": JobRunningStatus.Completed,
+        "after": JobRunningStatus.Ready,
+        "other": JobRunningStatus.Completed,
+        "then": JobRunningStatus.Completed,
     }
 
 
-@pytest.mark.parametrize("command, mode, code, words", [
-    ("no-such-command-simplejob-test", None, 127, "not found"),
-    ("{tmp}/not-executable", 0o644, 126, "permission denied"),
-    ("{tmp}/not-a-program", 0o755, 126, "format"),
-])
+@pytest.mark.parametrize(
+    "command, mode, code, words",
+    [
+        ("no-such-command-simplejob-test", None, 127, "not found"),
+        ("{tmp}/not-executable", 0o644, 126, "permission denied"),
+        ("{tmp}/not-a-program", 0o755, 126, "format"),
+    ],
+)
 def test_a_command_that_cannot_start_is_a_failed_job_not_a_hang(tmp_path, command, mode, code, words):
     command = command.format(tmp=tmp_path)
     if mode is not None:
@@ -147,8 +166,19 @@ def test_timeout_kills_the_tree_retries_with_backoff_and_ends_retry_out(tmp_path
     pids = tmp_path / "pids"
     code = f"import os, time; open({str(pids)!r}, 'a').write(f'{{os.getpid()}}\\n'); time.sleep(30)"
     manager = JobManager(logOutputDirectory=str(tmp_path))
-    manager.entry([{"id": "slow", "commandLine": py(code), "timeout": 0.2, "retry": 2, "delay": 0.1, "backoff": 3,
-                    "killGrace": 0.2}])
+    manager.entry(
+        [
+            {
+                "id": "slow",
+                "commandLine": py(code),
+                "timeout": 0.2,
+                "retry": 2,
+                "delay": 0.1,
+                "backoff": 3,
+                "killGrace": 0.2,
+            }
+        ]
+    )
     with pytest.raises(CalledJobError, match="RetryOut"):
         manager.run(interval=0.05)
     job = manager.jobs[0]
@@ -189,11 +219,13 @@ def test_retried_is_null_without_a_timeout():
 
 def test_report_has_the_documented_shape_and_prints_as_indented_json(capsys):
     manager = JobManager(maxWorkers=1)
-    manager.entry([
-        {"id": "hoge", "commandLine": "true"},
-        {"id": "fuga", "commandLine": "false", "waiting": ["hoge"]},
-        {"id": "moga", "commandLine": "true", "waiting": ["fuga"]},
-    ])
+    manager.entry(
+        [
+            {"id": "hoge", "commandLine": "true"},
+            {"id": "fuga", "commandLine": "false", "waiting": ["hoge"]},
+            {"id": "moga", "commandLine": "true", "waiting": ["fuga"]},
+        ]
+    )
     with pytest.raises(CalledJobError):
         manager.run(interval=0.05)
     report = manager.report()
@@ -206,8 +238,12 @@ def test_report_has_the_documented_shape_and_prints_as_indented_json(capsys):
     assert ELAPSED.match(hoge["elapsedTime"])
     assert report["results"][1]["fuga"]["exitCode"] == 1
     assert report["results"][2]["moga"] == {
-        "runnigStatus": "Ready", "retried": None, "exitCode": None, "startDateTime": None,
-        "finishDateTime": None, "elapsedTime": None,
+        "runnigStatus": "Ready",
+        "retried": None,
+        "exitCode": None,
+        "startDateTime": None,
+        "finishDateTime": None,
+        "elapsedTime": None,
     }
     print(report)
     printed = capsys.readouterr().out
@@ -246,13 +282,15 @@ def test_logs_stream_live_with_a_line_per_attempt(tmp_path):
 def test_command_line_forms_cwd_env_and_shell(tmp_path):
     out = tmp_path / "out"
     manager = JobManager(logOutputDirectory=str(out))
-    manager.entry([
-        {"id": "split", "commandLine": "printf '%s|' 'a b' c"},
-        {"id": "list", "commandLine": ["printf", "%s|", "a b", "c"]},
-        {"id": "shell", "commandLine": "echo $((6 * 7)) | tr 4 X", "shell": True},
-        {"id": "cwd", "commandLine": "pwd", "cwd": str(tmp_path)},
-        {"id": "env", "commandLine": "sh -c 'echo $SIMPLEJOB_X'", "env": {"SIMPLEJOB_X": "from env"}},
-    ])
+    manager.entry(
+        [
+            {"id": "split", "commandLine": "printf '%s|' 'a b' c"},
+            {"id": "list", "commandLine": ["printf", "%s|", "a b", "c"]},
+            {"id": "shell", "commandLine": "echo $((6 * 7)) | tr 4 X", "shell": True},
+            {"id": "cwd", "commandLine": "pwd", "cwd": str(tmp_path)},
+            {"id": "env", "commandLine": "sh -c 'echo $SIMPLEJOB_X'", "env": {"SIMPLEJOB_X": "from env"}},
+        ]
+    )
     manager.run(interval=0.05)
 
     def output(job_id):
@@ -267,16 +305,15 @@ def test_command_line_forms_cwd_env_and_shell(tmp_path):
 def test_run_rerun_and_get_running_status(tmp_path):
     flag = tmp_path / "fixed"
     counter = tmp_path / "runs"
-    code = (
-        f"import os, sys; open({str(counter)!r}, 'a').write('x');"
-        f"sys.exit(0 if os.path.exists({str(flag)!r}) else 1)"
-    )
+    code = f"import os, sys; open({str(counter)!r}, 'a').write('x');sys.exit(0 if os.path.exists({str(flag)!r}) else 1)"
     manager = JobManager(maxWorkers=2)
-    manager.entry([
-        {"id": "ok", "commandLine": ["sh", "-c", f"echo ok >> {tmp_path / 'ok-runs'}"]},
-        {"id": "flaky", "commandLine": py(code)},
-        {"id": "after", "commandLine": "true", "waiting": ["flaky", "ok"]},
-    ])
+    manager.entry(
+        [
+            {"id": "ok", "commandLine": ["sh", "-c", f"echo ok >> {tmp_path / 'ok-runs'}"]},
+            {"id": "flaky", "commandLine": py(code)},
+            {"id": "after", "commandLine": "true", "waiting": ["flaky", "ok"]},
+        ]
+    )
     with pytest.raises(CalledJobError, match="flaky"):
         manager.run(interval=0.05)
     assert manager.getRunningStatus() == {"Completed": 2, "Ready": 1}
@@ -290,8 +327,11 @@ def test_run_rerun_and_get_running_status(tmp_path):
 
 def test_entry_from_json(tmp_path):
     jobs = tmp_path / "jobs.json"
-    jobs.write_text(json.dumps({"jobContexts": [{"id": "a", "commandLine": "true"},
-                                                {"id": "b", "commandLine": "true", "waits": ["a"]}]}))
+    jobs.write_text(
+        json.dumps(
+            {"jobContexts": [{"id": "a", "commandLine": "true"}, {"id": "b", "commandLine": "true", "waits": ["a"]}]}
+        )
+    )
     manager = JobManager()
     manager.entryFromJson(str(jobs))
     manager.run(interval=0.05)

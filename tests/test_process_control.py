@@ -25,8 +25,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import pid_gone, py, wait_until
 
+from conftest import pid_gone, py, wait_until
 from simplejob import CalledJobError, JobManager, JobRunningStatus, SimplejobError, SupervisorDied, statefile
 from simplejob.workers import proctree, proctree_posix, proctree_windows
 

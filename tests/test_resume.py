@@ -5,6 +5,7 @@ them) and run again.
 
 Every job here appends a line to its own file each time it runs, so "not run again" is a count.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,8 @@ import signal
 
 import psutil
 import pytest
-from conftest import pid_gone, wait_until
 
+from conftest import pid_gone, wait_until
 from simplejob import BatchInterrupted, CalledJobError, JobManager, JobRunningStatus, SupervisorDied
 from simplejob.model import DEFINITION_FIELDS
 from simplejob.statefile import load
@@ -34,7 +35,7 @@ class Runs:
 
     def first_time(self, job_id: str, then: str) -> str:
         """Counts the run, and does `then` on the first run only (later runs exit 0 at once)."""
-        return self.command(job_id, f'[ $(wc -l < {self.dir / job_id}) -ge 2 ] || {{ {then}; }}')
+        return self.command(job_id, f"[ $(wc -l < {self.dir / job_id}) -ge 2 ] || {{ {then}; }}")
 
     def count(self, job_id: str) -> int:
         path = self.dir / job_id
@@ -84,6 +85,7 @@ def kill_supervisor_and_workers(path) -> None:
 
 def job_tree(path, job_id: str, size: int) -> list[psutil.Process]:
     """The job's process and its descendants, once the state names its pid and the tree has `size` processes."""
+
     def tree():
         record = load(str(path)).records[job_id]
         if record.runningStatus != Running or record.pid is None:
@@ -91,6 +93,7 @@ def job_tree(path, job_id: str, size: int) -> list[psutil.Process]:
         root = psutil.Process(record.pid)
         procs = [root, *root.children(recursive=True)]
         return procs if len(procs) >= size else None
+
     return wait_until(tree, message=f"job {job_id} running as a tree of {size} processes")
 
 
@@ -120,10 +123,13 @@ def test_completed_jobs_are_kept_and_not_run_again(tmp_path, runs):
     assert runs.counts("abcd") == dict.fromkeys("abcd", 1)  # nothing ran again
     assert summary(second) == dict.fromkeys("abcd", (Completed, 0, True))
     # the report says which jobs were kept, done, from the earlier batch; their dates and times stay
-    assert second.report() == {"results": [
-        {job_id: {**job_report, "resumed": True}} for result in first_report["results"]
-        for job_id, job_report in result.items()
-    ]}
+    assert second.report() == {
+        "results": [
+            {job_id: {**job_report, "resumed": True}}
+            for result in first_report["results"]
+            for job_id, job_report in result.items()
+        ]
+    }
     assert "resumed" not in first_report["results"][0]["a"]  # the documented shape, when nothing was kept
     assert state_summary(path) == dict.fromkeys("abcd", (Completed, 0, True))
     assert second.completed() and not second.errorOccurred()
@@ -159,12 +165,18 @@ def test_a_changed_definition_runs_the_job_again_and_everything_downstream(tmp_p
     second = JobManager(stateFile=str(path), maxWorkers=2)
     second.entry(changed)
     assert summary(second) == {
-        "a": (Completed, 0, True), "b": (Ready, None, False), "c": (Ready, None, False), "d": (Completed, 0, True),
+        "a": (Completed, 0, True),
+        "b": (Ready, None, False),
+        "c": (Ready, None, False),
+        "d": (Completed, 0, True),
     }
     second.run(interval=0.05)
     assert runs.counts("abcd") == {"a": 1, "b": 2, "c": 2, "d": 1}
     assert state_summary(path) == {
-        "a": (Completed, 0, True), "b": (Completed, 0, False), "c": (Completed, 0, False), "d": (Completed, 0, True),
+        "a": (Completed, 0, True),
+        "b": (Completed, 0, False),
+        "c": (Completed, 0, False),
+        "d": (Completed, 0, True),
     }
 
     # and the changed definition is now the recorded one: a third run keeps everything
@@ -192,15 +204,29 @@ def test_every_job_that_did_not_complete_with_exit_code_0_runs_again(tmp_path, r
     first.runAllReadyJobs()
     wait_until(lambda: runs.count("cancelled") and runs.count("interrupted"), message="the long jobs to start")
     first.cancel("cancelled")
-    wait_until(lambda: {j.id: j.runningStatus.name for j in first.jobs if j.id != "interrupted"} == {
-        "ok": "Completed", "fails": "Completed", "blocked": "Ready", "slow": "RetryOut", "cancelled": "Cancelled",
-    }, message="every job but one to end")
+    wait_until(
+        lambda: (
+            {j.id: j.runningStatus.name for j in first.jobs if j.id != "interrupted"}
+            == {
+                "ok": "Completed",
+                "fails": "Completed",
+                "blocked": "Ready",
+                "slow": "RetryOut",
+                "cancelled": "Cancelled",
+            }
+        ),
+        message="every job but one to end",
+    )
     os.kill(load(str(path)).supervisor["pid"], signal.SIGTERM)  # what Ctrl-C of the owner does
     with pytest.raises(BatchInterrupted):
         first.join()
     assert {r.id: (r.runningStatus.name, r.exitCode) for r in load(str(path)).records.values()} == {
-        "ok": ("Completed", 0), "fails": ("Completed", 3), "blocked": ("Ready", None), "slow": ("RetryOut", None),
-        "cancelled": ("Cancelled", None), "interrupted": ("Interrupted", None),
+        "ok": ("Completed", 0),
+        "fails": ("Completed", 3),
+        "blocked": ("Ready", None),
+        "slow": ("RetryOut", None),
+        "cancelled": ("Cancelled", None),
+        "interrupted": ("Interrupted", None),
     }
 
     second = JobManager(stateFile=str(path), maxWorkers=len(jobs), keepGoing=True)
@@ -225,7 +251,10 @@ def test_jobs_added_or_removed_between_runs(tmp_path, runs):
     second.run(interval=0.05)
     assert runs.counts("abcde") == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}
     assert state_summary(path) == {
-        "a": (Completed, 0, True), "b": (Completed, 0, True), "c": (Completed, 0, True), "e": (Completed, 0, False),
+        "a": (Completed, 0, True),
+        "b": (Completed, 0, True),
+        "c": (Completed, 0, True),
+        "e": (Completed, 0, False),
     }  # the state file holds this batch: d, no longer entered, is gone from it
 
 
@@ -235,8 +264,11 @@ def test_jobs_left_running_by_a_dead_supervisor_are_killed_and_run_again(tmp_pat
     jobs = [
         {"id": "done", "commandLine": runs.command("done")},
         # first run: a tree of three processes (sh and two sleeps) that would outlive everything
-        {"id": "hang", "commandLine": runs.command("hang", f"[ -e {release} ] || {{ sleep 60 & sleep 60; }}"),
-         "killGrace": 0.5},
+        {
+            "id": "hang",
+            "commandLine": runs.command("hang", f"[ -e {release} ] || {{ sleep 60 & sleep 60; }}"),
+            "killGrace": 0.5,
+        },
         {"id": "after", "commandLine": runs.command("after"), "waiting": ["hang"]},
     ]
     first = JobManager(stateFile=str(path), maxWorkers=2)
@@ -254,11 +286,19 @@ def test_jobs_left_running_by_a_dead_supervisor_are_killed_and_run_again(tmp_pat
     release.touch()
     second = JobManager(stateFile=str(path), maxWorkers=2)
     second.entry(jobs)
-    assert summary(second) == {"done": (Completed, 0, True), "hang": (Ready, None, False), "after": (Ready, None, False)}
+    assert summary(second) == {
+        "done": (Completed, 0, True),
+        "hang": (Ready, None, False),
+        "after": (Ready, None, False),
+    }
     second.run(interval=0.05)
     assert [proc.pid for proc in tree if not pid_gone(proc.pid)] == []
     assert runs.counts(["done", "hang", "after"]) == {"done": 1, "hang": 2, "after": 1}
-    assert summary(second) == {"done": (Completed, 0, True), "hang": (Completed, 0, False), "after": (Completed, 0, False)}
+    assert summary(second) == {
+        "done": (Completed, 0, True),
+        "hang": (Completed, 0, False),
+        "after": (Completed, 0, False),
+    }
 
 
 def test_a_retry_attempt_left_running_by_a_dead_supervisor_is_killed_too(tmp_path, runs, leftovers):
@@ -266,10 +306,16 @@ def test_a_retry_attempt_left_running_by_a_dead_supervisor_is_killed_too(tmp_pat
     recognised as the job's (and not as another process that reused the pid) and killed."""
     path = tmp_path / "state.json"
     release = tmp_path / "release"
-    jobs = [{
-        "id": "retried", "timeout": 0.3, "retry": 1, "delay": 1.2, "killGrace": 0.5,
-        "commandLine": runs.command("retried", f"[ -e {release} ] || {{ sleep 60 & sleep 60; }}"),
-    }]
+    jobs = [
+        {
+            "id": "retried",
+            "timeout": 0.3,
+            "retry": 1,
+            "delay": 1.2,
+            "killGrace": 0.5,
+            "commandLine": runs.command("retried", f"[ -e {release} ] || {{ sleep 60 & sleep 60; }}"),
+        }
+    ]
     first = JobManager(stateFile=str(path), maxWorkers=1)
     first.entry(jobs)
     first.runAllReadyJobs()

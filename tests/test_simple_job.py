@@ -1,9 +1,10 @@
 """SimpleJob (alias Job): the documented single-job API."""
+
 from __future__ import annotations
 
 import pytest
-from conftest import py
 
+from conftest import py
 from simplejob import Job, JobRunningStatus, SimpleJob
 
 

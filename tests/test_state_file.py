@@ -3,6 +3,7 @@ refused and left untouched, on disk (fsync) when run() returns, a snapshot a per
 is never more than about a second behind, transitions appended (not the whole file rewritten),
 `simplejob status` while a batch runs and after, and the checked-in example files of each schema
 version still load (and match the JSON Schema)."""
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,18 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import read_state, wait_until
 
-from simplejob import JobManager, JobRunningStatus, StateFileError, StateFileLocked, SupervisorDied, cli, resume
+from conftest import read_state, wait_until
+from simplejob import (
+    CalledJobError,
+    JobManager,
+    JobRunningStatus,
+    StateFileError,
+    StateFileLocked,
+    SupervisorDied,
+    cli,
+    resume,
+)
 from simplejob.statefile import COMPACT_MIN_INTERVAL, SCHEMA_VERSION, journal_path, load, lock_path
 
 DATA = Path(__file__).parent / "data"
@@ -37,7 +47,8 @@ def files_of(directory: Path) -> dict[str, tuple[bytes, int]]:
     """Every file's bytes and mtime, except the lock file (which a reader may create, empty)."""
     return {
         p.name: (p.read_bytes(), p.stat().st_mtime_ns)
-        for p in directory.iterdir() if p.is_file() and not p.name.endswith(".lock")
+        for p in directory.iterdir()
+        if p.is_file() and not p.name.endswith(".lock")
     }
 
 
@@ -49,9 +60,16 @@ def running_batch(tmp_path):
     manager = JobManager(stateFile=str(path), maxWorkers=2)
     manager.entry([{"id": "quick", "commandLine": "true"}, {"id": "hold", "commandLine": hold}])
     manager.runAllReadyJobs()
-    wait_until(lambda: {r.id: r.runningStatus for r in load(str(path)).records.values()} == {
-        "quick": Completed, "hold": JobRunningStatus.Running,
-    }, message="quick to complete and hold to run")
+    wait_until(
+        lambda: (
+            {r.id: r.runningStatus for r in load(str(path)).records.values()}
+            == {
+                "quick": Completed,
+                "hold": JobRunningStatus.Running,
+            }
+        ),
+        message="quick to complete and hold to run",
+    )
     yield path, gate, manager
     gate.touch()
     try:
@@ -79,8 +97,9 @@ def test_a_second_manager_in_another_process_fails_at_once_naming_file_pid_and_h
     owner = load(str(path)).supervisor["pid"]
     assert "simplejob.supervisor" in " ".join(psutil.Process(owner).cmdline())
     started = time.monotonic()
-    second = subprocess.run([sys.executable, "-c", SECOND_MANAGER, str(path)], capture_output=True, text=True,
-                            timeout=30)
+    second = subprocess.run(
+        [sys.executable, "-c", SECOND_MANAGER, str(path)], capture_output=True, text=True, timeout=30
+    )
     took = time.monotonic() - started
     assert second.returncode == 3, second.stderr
     error = json.loads(second.stdout)
@@ -124,7 +143,8 @@ def test_a_lock_left_by_a_sigkilled_supervisor_needs_no_clearing(running_batch):
     again.entry([{"id": "quick", "commandLine": "true"}, {"id": "hold", "commandLine": gated(path.parent)[1]}])
     again.run(interval=0.05)
     assert {job.id: (job.runningStatus, job.resumed) for job in again.jobs} == {
-        "quick": (Completed, True), "hold": (Completed, False),
+        "quick": (Completed, True),
+        "hold": (Completed, False),
     }
 
 
@@ -144,8 +164,13 @@ def finished_files(tmp_path_factory):
     header = journal.split(b"\n", 1)[0] + b"\n"
     replay = json.loads(snapshot)
     replay["journalOffset"] = len(header)  # as if not compacted since the start: the journal says it all
-    return {"jobs": jobs, "snapshot": snapshot, "journal": journal, "header": header,
-            "replay": json.dumps(replay, indent=1).encode()}
+    return {
+        "jobs": jobs,
+        "snapshot": snapshot,
+        "journal": journal,
+        "header": header,
+        "replay": json.dumps(replay, indent=1).encode(),
+    }
 
 
 def damaged_snapshot(files, change):
@@ -159,20 +184,25 @@ DAMAGE = {  # name -> (files -> (snapshot bytes, journal bytes), which file is n
     "not JSON": (lambda f: (b"jobs: a, b\n", f["journal"]), "", "is not valid JSON"),
     "empty": (lambda f: (b"", f["journal"]), "", "is not valid JSON"),
     "newer schemaVersion": (
-        lambda f: damaged_snapshot(f, lambda d: d.update(schemaVersion=2)), "", "has schemaVersion 2",
+        lambda f: damaged_snapshot(f, lambda d: d.update(schemaVersion=2)),
+        "",
+        "has schemaVersion 2",
     ),
     "not a state file": (lambda f: (b'{"hello": "world"}', f["journal"]), "", 'no "jobs" object'),
     "a malformed job": (
-        lambda f: damaged_snapshot(f, lambda d: d["jobs"]["b"].update(runningStatus="Finished")), "",
+        lambda f: damaged_snapshot(f, lambda d: d["jobs"]["b"].update(runningStatus="Finished")),
+        "",
         "malformed entry for job 'b'",
     ),
     "a malformed journal line": (
-        lambda f: (f["replay"], f["header"] + b'{"id": "a", "runningStatus": \n' + f["journal"][len(f["header"]):]),
-        ".journal", "malformed line at byte 38",  # just after the header line (38 bytes)
+        lambda f: (f["replay"], f["header"] + b'{"id": "a", "runningStatus": \n' + f["journal"][len(f["header"]) :]),
+        ".journal",
+        "malformed line at byte 38",  # just after the header line (38 bytes)
     ),
     "a newer journal": (
         lambda f: (f["replay"], f["journal"].replace(b'"schemaVersion": 1', b'"schemaVersion": 2', 1)),
-        ".journal", "has schemaVersion 2",
+        ".journal",
+        "has schemaVersion 2",
     ),
     "a journal without a header": (lambda f: (f["replay"], b"\n" + f["journal"]), ".journal", "no valid header line"),
 }
@@ -192,7 +222,8 @@ def test_the_replay_variant_is_a_valid_state(tmp_path, finished_files):
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
 def test_an_unreadable_state_file_is_refused_naming_file_and_problem_and_left_untouched(
-        tmp_path, finished_files, damage, capsys):
+    tmp_path, finished_files, damage, capsys
+):
     make, suffix, problem = DAMAGE[damage]
     path = tmp_path / "state.json"
     snapshot, journal = make(finished_files)
@@ -239,8 +270,10 @@ def test_move_aside_unreadable_state_is_an_explicit_option(tmp_path, finished_fi
     assert backup.read_bytes() == damaged  # kept whole, under a name that says what it is
     assert Path(journal_path(str(backup))).read_bytes() == finished_files["journal"]
     manager.run(interval=0.05)  # a fresh batch
-    assert [(job.id, job.runningStatus, job.resumed) for job in manager.jobs] == [("a", Completed, False),
-                                                                                  ("b", Completed, False)]
+    assert [(job.id, job.runningStatus, job.resumed) for job in manager.jobs] == [
+        ("a", Completed, False),
+        ("b", Completed, False),
+    ]
     path.write_bytes(b"{")
     with pytest.warns(UserWarning, match="unreadable-2"):  # never over an earlier backup
         JobManager(stateFile=str(path), moveAsideUnreadableState=True).entry(finished_files["jobs"])
@@ -258,7 +291,7 @@ def test_move_aside_never_takes_a_file_a_batch_owns(running_batch):
 
 # Loaded by every Python process of a batch through PYTHONPATH: records each os.fsync and os.replace
 # (after the real call) with the file's name and size, so that a test can see what reached the disk.
-FS_SPY = '''
+FS_SPY = """
 import json, os
 _log = os.environ.get("SIMPLEJOB_FS_SPY")
 if _log:
@@ -277,7 +310,7 @@ if _log:
         _replace(src, dst, *args, **kwargs)
         _note({"op": "replace", "src": os.path.abspath(src), "dst": os.path.abspath(dst), "size": os.stat(dst).st_size})
     os.fsync, os.replace = fsync, replace
-'''
+"""
 
 
 @pytest.fixture
@@ -293,6 +326,7 @@ def fs_spy(tmp_path, monkeypatch):
 
     def events(pid: int) -> list[dict]:
         return [e for e in map(json.loads, log.read_text().splitlines()) if e["pid"] == pid]
+
     return events
 
 
@@ -309,11 +343,12 @@ def test_the_state_is_on_disk_when_run_returns(tmp_path, fs_spy):
     last_replace = max(i for i, e in enumerate(events) if e["op"] == "replace" and e["dst"] == str(path))
     written = events[last_replace]
     assert written["size"] == size
-    assert any(e["op"] == "fsync" and e["path"] == written["src"] and e["size"] == size
-               for e in events[:last_replace])
-    assert any(e["op"] == "fsync" and e["path"] == str(tmp_path) for e in events[last_replace + 1:])
+    assert any(e["op"] == "fsync" and e["path"] == written["src"] and e["size"] == size for e in events[:last_replace])
+    assert any(e["op"] == "fsync" and e["path"] == str(tmp_path) for e in events[last_replace + 1 :])
     # the journal: fsync'd at its final size
-    assert [e["size"] for e in events if e["op"] == "fsync" and e["path"] == journal_path(str(path))][-1] == journal_size
+    assert [e["size"] for e in events if e["op"] == "fsync" and e["path"] == journal_path(str(path))][
+        -1
+    ] == journal_size
     # and the snapshot alone is the whole truth: nothing in the journal past journalOffset
     assert read_state(path)["journalOffset"] == journal_size
 
@@ -339,16 +374,20 @@ def test_the_snapshot_alone_is_whole_and_about_a_second_behind_at_most(running_b
     """A person with `cat` (or json.load) sees a current picture while the batch runs."""
     path, gate, manager = running_batch
     # "quick" completed: the journal says so at once; the snapshot after the next compaction
-    wait_until(lambda: read_state(path)["jobs"]["quick"]["runningStatus"] == "Completed",
-               timeout=COMPACT_MIN_INTERVAL + 5, message="the snapshot to show quick Completed")
+    wait_until(
+        lambda: read_state(path)["jobs"]["quick"]["runningStatus"] == "Completed",
+        timeout=COMPACT_MIN_INTERVAL + 5,
+        message="the snapshot to show quick Completed",
+    )
     snapshot = read_state(path)
     assert snapshot["supervisor"]["running"] is True
     assert snapshot["jobs"]["hold"]["runningStatus"] == "Running"
     text = path.read_text().splitlines()
-    job_lines = text[text.index(' "jobs": {') + 1:-2]
+    job_lines = text[text.index(' "jobs": {') + 1 : -2]
     assert [json.loads(line.rstrip(",").partition(": ")[0]) for line in job_lines] == ["quick", "hold"]
     assert [json.loads(line.rstrip(",").partition(": ")[2])["runningStatus"] for line in job_lines] == [
-        "Completed", "Running",
+        "Completed",
+        "Running",
     ]  # one line per job: grep finds a job and all it has
     gate.touch()
     manager.join()
@@ -375,8 +414,9 @@ STATUS_COLUMNS = ["ID", "STATUS", "EXIT", "ATTEMPTS", "START", "ELAPSED", "NOTE"
 def status(path) -> tuple[int, str, dict[str, dict]]:
     """Run `python -m simplejob status PATH` in its own process: exit code, output, rows by id
     (cells cut at the header's column positions)."""
-    done = subprocess.run([sys.executable, "-m", "simplejob", "status", str(path)], capture_output=True, text=True,
-                          timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "simplejob", "status", str(path)], capture_output=True, text=True, timeout=30
+    )
     lines = done.stdout.splitlines()
     rows = {}
     if lines:
@@ -385,8 +425,8 @@ def status(path) -> tuple[int, str, dict[str, dict]]:
         for line in lines[1:]:
             if not line:
                 break
-            cells = [line[start:end].strip() for start, end in zip(starts, starts[1:])]
-            rows[cells[0]] = dict(zip([column.lower() for column in STATUS_COLUMNS], cells))
+            cells = [line[start:end].strip() for start, end in zip(starts, starts[1:], strict=False)]
+            rows[cells[0]] = dict(zip([column.lower() for column in STATUS_COLUMNS], cells, strict=True))
     return done.returncode, done.stdout + done.stderr, rows
 
 
@@ -410,7 +450,8 @@ def test_status_prints_the_table_while_the_batch_runs_and_after(running_batch):
     code, output, rows = status(path)
     assert code == 0, output
     assert {job_id: (row["status"], row["exit"]) for job_id, row in rows.items()} == {
-        "quick": ("Completed", "0"), "hold": ("Completed", "0"),
+        "quick": ("Completed", "0"),
+        "hold": ("Completed", "0"),
     }
     assert re.search(r"batch finished at \d{4}/", output)
 
@@ -455,6 +496,7 @@ def test_the_schema_is_of_this_version_and_ships_inside_the_package():
     schema = json.loads(SCHEMA_PATH.read_text())
     assert schema["properties"]["schemaVersion"]["const"] == SCHEMA_VERSION
     import configparser
+
     setup = configparser.ConfigParser()
     setup.read(Path(__file__).parent.parent / "setup.cfg")
     assert "state-file.schema.json" in setup["options.package_data"]["simplejob"]
@@ -467,14 +509,23 @@ def test_the_v1_example_of_a_finished_batch_still_loads():
     records = state.records
     assert list(records) == ["done-earlier", "ok", "fails", "blocked", "retryout", "cancelled", "interrupted"]
     assert {r.id: (r.runningStatus.name, r.exitCode, r.resumed) for r in records.values()} == {
-        "done-earlier": ("Completed", 0, True), "ok": ("Completed", 0, False), "fails": ("Completed", 3, False),
-        "blocked": ("Ready", None, False), "retryout": ("RetryOut", None, False),
-        "cancelled": ("Cancelled", None, False), "interrupted": ("Interrupted", None, False),
+        "done-earlier": ("Completed", 0, True),
+        "ok": ("Completed", 0, False),
+        "fails": ("Completed", 3, False),
+        "blocked": ("Ready", None, False),
+        "retryout": ("RetryOut", None, False),
+        "cancelled": ("Cancelled", None, False),
+        "interrupted": ("Interrupted", None, False),
     }
     ok = records["ok"].definition
     assert (ok.commandLine, ok.shell, ok.env, ok.cwd) == ("echo $GREETING", True, {"GREETING": "hello"}, "/")
     retryout = records["retryout"]
-    assert (retryout.attempts, retryout.retried, retryout.definition.timeout, retryout.definition.retry) == (2, 1, 0.1, 1)
+    assert (retryout.attempts, retryout.retried, retryout.definition.timeout, retryout.definition.retry) == (
+        2,
+        1,
+        0.1,
+        1,
+    )
     assert retryout.attemptStartTimestamp > retryout.startTimestamp
     assert records["blocked"].definition.waiting == ["fails"]
     assert records["ok"].report()["elapsedTime"] == "00:00:00.005315"
@@ -491,7 +542,9 @@ def test_the_v1_example_of_a_killed_batch_still_loads_with_its_journal():
     assert state.supervisor["running"] is True
     records = state.records
     assert {r.id: (r.runningStatus.name, r.exitCode) for r in records.values()} == {
-        "first": ("Completed", 0), "second": ("Completed", 0), "long": ("Running", None),
+        "first": ("Completed", 0),
+        "second": ("Completed", 0),
+        "long": ("Running", None),
     }
     assert records["long"].pid == 4941 and records["second"].definition.commandLine == ["echo", "second"]
     plan = resume.plan([record.definition for record in records.values()], state)
@@ -513,12 +566,14 @@ def test_a_fresh_state_file_matches_the_json_schema_and_the_schema_rejects_damag
     validator = schema_validator()
     path = tmp_path / "state.json"
     manager = JobManager(stateFile=str(path), maxWorkers=2, keepGoing=True)
-    manager.entry([
-        {"id": "a", "commandLine": ["true"], "env": {"X": "1"}, "cwd": str(tmp_path)},
-        {"id": "b", "commandLine": "sh -c 'exit 2'", "timeout": 5, "retry": 2, "delay": 0.1, "backoff": 2},
-        {"id": "c", "commandLine": "echo $X", "shell": True, "waiting": ["a", "b"]},
-    ])
-    with pytest.raises(Exception):
+    manager.entry(
+        [
+            {"id": "a", "commandLine": ["true"], "env": {"X": "1"}, "cwd": str(tmp_path)},
+            {"id": "b", "commandLine": "sh -c 'exit 2'", "timeout": 5, "retry": 2, "delay": 0.1, "backoff": 2},
+            {"id": "c", "commandLine": "echo $X", "shell": True, "waiting": ["a", "b"]},
+        ]
+    )
+    with pytest.raises(CalledJobError):  # b exits 2, and c waits on it
         manager.run(interval=0.05)
     state = read_state(path)
     validator.validate(state)
@@ -542,7 +597,13 @@ def test_every_key_and_status_of_the_state_file_is_documented():
     doc = (Path(__file__).parent.parent / "docs" / "state-file.md").read_text()
     schema = json.loads(SCHEMA_PATH.read_text())
     defs = schema["$defs"]
-    keys = {*schema["properties"], *schema["properties"]["options"]["properties"], *defs["supervisor"]["properties"],
-            *defs["definition"]["properties"], *defs["stateFields"]["properties"], *defs["runningStatus"]["enum"]}
+    keys = {
+        *schema["properties"],
+        *schema["properties"]["options"]["properties"],
+        *defs["supervisor"]["properties"],
+        *defs["definition"]["properties"],
+        *defs["stateFields"]["properties"],
+        *defs["runningStatus"]["enum"],
+    }
     assert {status.name for status in JobRunningStatus} <= keys
     assert sorted(key for key in keys if f"`{key}`" not in doc) == []

@@ -153,7 +153,7 @@ class LocalProcessPool(Executor):
                     kind="finished",
                     id=running["id"],
                     t=time.time(),
-                    exitCode=None,
+                    exit_code=None,
                     reason=f"its worker process (pid {worker.proc.pid}) died ({how}); its process tree was killed",
                 )
             )

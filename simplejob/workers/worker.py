@@ -113,7 +113,7 @@ class Attempt:
         spec = self.spec
         if spec["log"]:
             self.log = open(spec["log"], "ab", buffering=0)
-            self.note(f"job {self.id!r} attempt {spec['attempt']}/{spec['attempts']}: {spec['commandText']}")
+            self.note(f"job {self.id!r} attempt {spec['attempt']}/{spec['attempts']}: {spec['command_text']}")
         env = {**os.environ, **spec["env"]} if spec["env"] else None
         output = self.log if self.log is not None else _devnull()
         try:
@@ -268,8 +268,8 @@ class Worker:
         attempt.close()
         self.current = None
         self.send(Event(
-            "finished", attempt.id, time.time(), pid=pid, startT=attempt.start_time,
-            exitCode=exit_code, timedOut=timed_out, cancelled=cancelled, reason=reason, leftovers=len(leftovers),
+            "finished", attempt.id, time.time(), pid=pid, start_t=attempt.start_time,
+            exit_code=exit_code, timed_out=timed_out, cancelled=cancelled, reason=reason, leftovers=len(leftovers),
         ))  # fmt: skip
         if not self.waiting:
             return

@@ -1,0 +1,179 @@
+"""The Scheduler alone: readiness, retries with backoff, the fail-fast gate, cancel races, targets.
+
+Pure bookkeeping with a fake clock: no processes, no files, no sleeping.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fakes import FakeClock
+from simplejob.scheduler import Scheduler, closure
+
+DIAMOND = {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}
+
+
+def make(waits=DIAMOND, **kwargs) -> tuple[Scheduler, FakeClock]:
+    clock = FakeClock()
+    return Scheduler(waits, clock=clock, **kwargs), clock
+
+
+def test_jobs_are_released_in_dependency_order_and_entry_order():
+    s, _ = make()
+    assert s.take(10) == ["a"]
+    assert s.take(10) == []  # a is in flight: nothing else is ready
+    assert not s.done()
+    assert s.finished("a", "ok") == ["b", "c"]
+    assert s.take(1) == ["b"]  # limit respected
+    assert s.take(1) == ["c"]
+    assert s.finished("b", "ok") == []  # d still waits on c
+    assert s.finished("c", "ok") == ["d"]
+    assert s.take(10) == ["d"]
+    s.finished("d", "ok")
+    assert s.done()
+
+
+def test_without_keep_going_a_failure_closes_the_gate_but_running_jobs_finish():
+    s, _ = make({"a": [], "b": [], "c": [], "d": ["a"]})
+    assert s.take(2) == ["a", "b"]
+    assert s.finished("a", "failed") == []
+    assert s.gate_closed
+    assert s.take(10) == []  # c may not start
+    assert not s.done()  # b still runs
+    s.finished("b", "ok")
+    assert s.done()
+
+
+def test_with_keep_going_everything_not_downstream_of_the_failure_runs():
+    s, _ = make({"a": [], "b": [], "c": ["a"], "d": ["b"]}, keep_going=True)
+    assert s.take(10) == ["a", "b"]
+    s.finished("a", "failed")
+    assert s.finished("b", "ok") == ["d"]
+    assert s.take(10) == ["d"]  # c waits on the failed a: never ready
+    s.finished("d", "ok")
+    assert s.done()
+
+
+def test_a_retry_waits_out_its_delay_without_a_slot_then_goes_before_new_jobs():
+    s, clock = make({"slow": [], "x": [], "y": []})
+    assert s.take(1) == ["slow"]
+    due = s.retry_after("slow", 2.0)
+    assert due == clock.now + 2.0 and s.next_due() == due
+    assert s.take(1) == ["x"]  # the retry holds no slot while it waits
+    clock.advance(1.999)
+    assert s.take(5) == ["y"]
+    clock.advance(0.001)
+    assert not s.done()
+    assert s.take(5) == ["slow"]
+    assert s.next_due() is None
+
+
+def test_retries_come_back_in_due_order_with_backoff():
+    s, clock = make({"a": [], "b": []})
+    s.take(2)
+    s.retry_after("a", 4.0)  # a later retry (backoff) ...
+    s.retry_after("b", 1.0)
+    clock.advance(5)
+    assert s.take(5) == ["b", "a"]  # ... comes back after the earlier one
+
+
+def test_retries_go_on_after_a_failure_closed_the_gate():
+    s, clock = make({"a": [], "b": [], "c": []})
+    s.take(2)
+    s.retry_after("a", 1.0)
+    s.finished("b", "failed")
+    clock.advance(1)
+    assert s.take(5) == ["a"]  # the job already running goes on; c does not start
+
+
+def test_an_attempt_returned_unstarted_goes_first_in_line_again():
+    s, _ = make({"a": [], "b": [], "c": []})
+    assert s.take(2) == ["a", "b"]
+    assert s.returned("b") is False
+    assert s.take(1) == ["b"]
+
+
+def test_a_returned_retry_is_due_at_once_and_not_held_by_the_gate():
+    s, clock = make({"a": [], "b": []})
+    s.take(2)
+    s.retry_after("a", 1.0)
+    clock.advance(1)
+    assert s.take(1) == ["a"]
+    s.finished("b", "failed")
+    assert s.returned("a") is False
+    assert s.take(1) == ["a"]
+
+
+def test_a_returned_first_attempt_obeys_the_gate():
+    s, _ = make({"a": [], "b": []})
+    s.take(2)
+    s.finished("a", "failed")
+    s.returned("b")
+    assert s.take(5) == []
+    assert s.done()
+
+
+def test_cancel_of_a_job_in_flight_asks_for_a_kill_and_a_return_then_means_cancelled():
+    s, _ = make({"a": [], "b": ["a"]})
+    s.take(1)
+    assert s.cancel("a") == "kill"
+    assert s.returned("a") is True  # it never started: it is cancelled now
+    assert s.take(5) == []  # b waits on a, which did not succeed
+    assert s.done()
+
+
+def test_cancel_of_a_job_in_flight_that_finished_first_keeps_its_outcome():
+    s, _ = make({"a": [], "b": ["a"]})
+    s.take(1)
+    assert s.cancel("a") == "kill"
+    assert s.finished("a", "ok") == ["b"]  # the race was lost: it had already completed
+    assert s.take(5) == ["b"]
+
+
+def test_cancel_of_a_waiting_job_or_retry_drops_it_now():
+    s, _ = make({"a": [], "b": [], "c": ["a"]})
+    assert s.cancel("b") == "now"
+    assert s.cancel("c") == "now"  # not ready yet: it will never be
+    assert s.take(5) == ["a"]
+    s.retry_after("a", 5.0)
+    assert s.cancel("a") == "now"
+    assert s.next_due() is None
+    assert s.done()
+    assert s.cancel("a") == "none"
+
+
+def test_jobs_done_earlier_count_as_met_and_are_not_run():
+    s, _ = make(succeeded={"a"})
+    assert s.take(5) == ["b", "c"]
+
+
+def test_targets_run_only_themselves_and_what_they_wait_on():
+    waits = {"a": [], "b": ["a"], "c": ["a"], "d": ["b"], "e": []}
+    s, _ = make(waits, targets=["d"])
+    assert s.take(5) == ["a"]
+    s.finished("a", "ok")
+    assert s.take(5) == ["b"]  # c is downstream of a but not needed by d
+    s.finished("b", "ok")
+    assert s.take(5) == ["d"]
+    s.finished("d", "ok")
+    assert s.done()
+    assert closure(waits, ["d", "e"]) == {"a", "b", "d", "e"}
+
+
+def test_a_long_chain_is_released_one_by_one_without_recursion():
+    n = 100_000
+    waits = {str(i): [str(i - 1)] if i else [] for i in range(n)}
+    s, _ = make(waits)
+    for i in range(n):
+        assert s.take(2) == [str(i)]
+        s.finished(str(i), "ok")
+    assert s.done()
+
+
+@pytest.mark.parametrize("outcome", ["failed", "cancelled"])
+def test_what_waits_on_a_job_that_did_not_succeed_never_runs(outcome):
+    s, _ = make({"a": [], "b": ["a"]}, keep_going=True)
+    s.take(1)
+    assert s.finished("a", outcome) == []
+    assert s.take(5) == []
+    assert s.done()

@@ -1,0 +1,236 @@
+"""The Supervisor's policy driven step by step: an in-memory executor stands in for the worker
+pool and a fake clock for time, so retries with backoff, keepGoing, cancel races and attempts
+given back unstarted are checked in milliseconds with no sleeping. The state writer is real: what
+each test checks is what the state file says afterwards."""
+
+from __future__ import annotations
+
+import pytest
+
+from fakes import EPOCH, FakeClock, InMemoryExecutor
+from simplejob import statefile
+from simplejob.model import JobRecord, JobRunningStatus, parse_contexts
+from simplejob.protocol import BatchOptions, SupervisorExit
+from simplejob.supervisor import Supervisor
+
+Ready, Running, Completed = JobRunningStatus.Ready, JobRunningStatus.Running, JobRunningStatus.Completed
+RetryOut, Cancelled, Interrupted = JobRunningStatus.RetryOut, JobRunningStatus.Cancelled, JobRunningStatus.Interrupted
+
+
+class Batch:
+    def __init__(self, tmp_path, contexts, *, slots=2, keep_going=False, targets=None):
+        self.clock = FakeClock()
+        self.path = str(tmp_path / "state.json")
+        options: BatchOptions = {"maxWorkers": slots, "keepGoing": keep_going, "logOutputDirectory": None}
+        if targets is not None:
+            options["targets"] = targets
+        records = {d.id: JobRecord(d) for d in parse_contexts(contexts)}
+        self.state = statefile.State(
+            path=self.path, generation=0, supervisor={}, options=dict(options), records=records
+        )
+        self.writer = statefile.StateWriter(self.path, self.state, clock=self.clock)
+        self.writer.start()
+        self.executor = InMemoryExecutor(self.clock, slots)
+        self.supervisor = Supervisor(self.state, self.writer, options, self.executor, clock=self.clock)
+
+    def step(self) -> bool:
+        return self.supervisor.step()
+
+    def status(self, job_id):
+        return self.state.records[job_id].runningStatus
+
+    def on_disk(self) -> statefile.State:
+        state = statefile.load(self.path)
+        assert state is not None
+        return state
+
+    def run_ok(self, job_id):
+        self.executor.start(job_id)
+        self.clock.advance(0.5)
+        self.executor.finish(job_id, 0)
+
+
+def test_a_timed_out_job_is_retried_after_delay_times_backoff_then_ends_retry_out(tmp_path):
+    b = Batch(tmp_path, [{"id": "t", "commandLine": "x", "timeout": 1, "retry": 2, "delay": 1, "backoff": 3}])
+    b.step()
+    assert b.executor.history == [("t", 1)]
+    b.executor.start("t")
+    b.clock.advance(1)
+    b.executor.time_out("t", 1)
+    b.step()
+    record = b.state.records["t"]
+    assert record.runningStatus == Running and record.pid is None
+    assert record.reason == "attempt 1 timed out after 1 s; retry 1 in 1 s"
+    b.clock.advance(0.999)
+    b.step()
+    assert b.executor.history == [("t", 1)]  # not yet due
+    b.clock.advance(0.001)
+    b.step()
+    assert b.executor.history == [("t", 1), ("t", 2)]
+    b.executor.start("t")
+    b.executor.time_out("t", 1)
+    b.step()
+    assert record.reason == "attempt 2 timed out after 1 s; retry 2 in 3 s"  # delay * backoff
+    b.clock.advance(2.9)
+    b.step()
+    assert len(b.executor.history) == 2
+    b.clock.advance(0.1)
+    b.step()
+    assert b.executor.history[-1] == ("t", 3)
+    b.executor.start("t")
+    b.executor.time_out("t", 1)
+    assert b.step() is True
+    assert record.runningStatus == RetryOut and record.attempts == 3 and record.retried == 2
+    assert b.supervisor.finish() == SupervisorExit.FINISHED
+    assert b.on_disk().records["t"].runningStatus == RetryOut
+
+
+def test_without_keep_going_a_failure_starts_nothing_new_and_what_waits_stays_ready(tmp_path):
+    jobs = [
+        {"id": "bad", "commandLine": "x"},
+        {"id": "slow", "commandLine": "x"},
+        {"id": "later", "commandLine": "x"},
+        {"id": "after", "commandLine": "x", "waiting": ["bad"]},
+    ]
+    b = Batch(tmp_path, jobs)
+    b.step()
+    assert set(b.executor.submitted) == {"bad", "slow"}
+    b.executor.finish("bad", 3)
+    assert b.step() is False  # slow still runs
+    assert "later" not in b.executor.submitted
+    b.run_ok("slow")
+    assert b.step() is True
+    assert [b.status(j) for j in ("bad", "slow", "later", "after")] == [Completed, Completed, Ready, Ready]
+    assert b.state.records["bad"].exitCode == 3
+
+
+def test_with_keep_going_every_job_not_downstream_of_a_failure_runs(tmp_path):
+    jobs = [
+        {"id": "bad", "commandLine": "x"},
+        {"id": "good", "commandLine": "x"},
+        {"id": "after-bad", "commandLine": "x", "waiting": ["bad"]},
+        {"id": "after-good", "commandLine": "x", "waiting": ["good"]},
+    ]
+    b = Batch(tmp_path, jobs, keep_going=True)
+    b.step()
+    b.executor.finish("bad", 1)
+    b.run_ok("good")
+    b.step()
+    assert list(b.executor.submitted) == ["after-good"]
+    b.run_ok("after-good")
+    assert b.step() is True
+    assert b.status("after-bad") == Ready
+
+
+def test_an_attempt_given_back_unstarted_runs_again_first_with_the_same_attempt_number(tmp_path):
+    jobs = [{"id": name, "commandLine": "x"} for name in ("a", "b", "c")]
+    b = Batch(tmp_path, jobs)
+    b.step()
+    b.executor.give_back("b")
+    b.step()
+    assert b.executor.history == [("a", 1), ("b", 1), ("b", 1)]  # before c
+    assert b.status("b") == Ready and b.state.records["b"].attempts == 0
+
+
+def test_cancel_racing_an_attempt_that_comes_back_unstarted_records_it_cancelled_never_run(tmp_path):
+    b = Batch(tmp_path, [{"id": "a", "commandLine": "x"}, {"id": "b", "commandLine": "x", "waiting": ["a"]}])
+    b.step()
+    b.supervisor.cancel(["a"])
+    assert b.executor.cancelled == ["a"]
+    b.executor.give_back("a")
+    assert b.step() is True
+    record = b.state.records["a"]
+    assert record.runningStatus == Cancelled and record.attempts == 0 and record.startTimestamp is None
+    assert b.executor.history == [("a", 1)]  # not run again, and b never
+    assert b.on_disk().records["a"].reason == "cancelled"
+
+
+def test_cancel_racing_an_attempt_that_already_succeeded_keeps_the_success(tmp_path):
+    b = Batch(tmp_path, [{"id": "a", "commandLine": "x"}, {"id": "b", "commandLine": "x", "waiting": ["a"]}])
+    b.step()
+    b.supervisor.cancel(["a"])
+    b.run_ok("a")  # finished before the cancel reached it
+    b.step()
+    assert b.status("a") == Completed
+    assert list(b.executor.submitted) == ["b"]
+
+
+def test_cancel_of_a_job_waiting_for_its_retry_or_for_its_dependencies_is_immediate(tmp_path):
+    jobs = [
+        {"id": "t", "commandLine": "x", "timeout": 1, "retry": 1, "delay": 60},
+        {"id": "w", "commandLine": "x", "waiting": ["t"]},
+    ]
+    b = Batch(tmp_path, jobs)
+    b.step()
+    b.executor.start("t")
+    b.executor.time_out("t", 1)
+    b.step()
+    b.supervisor.cancel(["t", "w"])
+    assert b.executor.cancelled == []  # nothing in flight to kill
+    assert b.status("t") == Cancelled and b.status("w") == Cancelled
+    assert b.step() is True
+
+
+def test_cancel_of_everything_before_the_start_starts_nothing(tmp_path):
+    b = Batch(tmp_path, [{"id": "a", "commandLine": "x"}, {"id": "b", "commandLine": "x"}])
+    b.supervisor.cancel(["a", "b"])
+    assert b.step() is True
+    assert b.executor.history == []
+
+
+def test_stop_records_running_and_retry_waiting_jobs_interrupted_with_the_reason(tmp_path):
+    jobs = [
+        {"id": "runs", "commandLine": "x"},
+        {"id": "t", "commandLine": "x", "timeout": 1, "retry": 1, "delay": 60},
+        {"id": "never", "commandLine": "x", "waiting": ["runs"]},
+    ]
+    b = Batch(tmp_path, jobs)
+    b.step()
+    b.executor.start("runs")
+    b.executor.start("t")
+    b.executor.time_out("t", 1)
+    b.step()
+    b.supervisor.command({"op": "stop", "reason": "interrupted by SIGTERM"})
+    assert b.supervisor.stop() == SupervisorExit.INTERRUPTED
+    disk = b.on_disk()
+    assert [disk.records[j].runningStatus for j in ("runs", "t", "never")] == [Interrupted, Interrupted, Ready]
+    assert disk.records["runs"].reason == disk.records["t"].reason == "interrupted by SIGTERM"
+    assert disk.supervisor["result"] == "interrupted" and disk.supervisor["reason"] == "interrupted by SIGTERM"
+
+
+def test_a_short_job_reported_only_as_finished_gets_its_start_from_the_event(tmp_path):
+    b = Batch(tmp_path, [{"id": "a", "commandLine": "x"}])
+    b.step()
+    started = b.clock.time()
+    b.clock.advance(0.25)
+    b.executor.finish("a", 0, pid=4242, start_t=started)
+    b.step()
+    record = b.state.records["a"]
+    assert record.attempts == 1 and record.startTimestamp == started
+    assert record.elapsedSeconds == pytest.approx(0.25)
+    assert record.startTimestamp >= EPOCH
+
+
+def test_targets_leave_the_other_jobs_alone(tmp_path):
+    jobs = [
+        {"id": "a", "commandLine": "x"},
+        {"id": "b", "commandLine": "x", "waiting": ["a"]},
+        {"id": "other", "commandLine": "x"},
+    ]
+    b = Batch(tmp_path, jobs, targets=["b"])
+    b.step()
+    b.run_ok("a")
+    b.step()
+    b.run_ok("b")
+    assert b.step() is True
+    assert [h[0] for h in b.executor.history] == ["a", "b"]
+    assert b.status("other") == Ready
+
+
+def test_a_worker_lost_mid_attempt_is_recorded_interrupted_and_closes_the_gate(tmp_path):
+    b = Batch(tmp_path, [{"id": "a", "commandLine": "x"}, {"id": "b", "commandLine": "x"}], slots=1)
+    b.step()
+    b.executor.start("a")
+    b.executor.finish("a", None, reason="its worker process (pid 1) died (signal 9)")
+    assert b.step() is True
+    assert b.status("a") == Interrupted and b.status("b") == Ready
