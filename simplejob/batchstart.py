@@ -12,7 +12,7 @@ import time
 
 import filelock
 
-from . import resume, statefile
+from . import resume, statefile, statewriter
 from .errors import StateFileError, StateFileLocked
 from .model import JobDefinition, format_datetime
 from .protocol import BatchSpec, SupervisorReply
@@ -28,7 +28,7 @@ class Refused(Exception):
 
 def open_batch(
     spec: BatchSpec,
-) -> tuple[statefile.State, statefile.StateWriter, filelock.BaseFileLock, list[int] | None]:
+) -> tuple[statefile.State, statewriter.StateWriter, filelock.BaseFileLock, list[int] | None]:
     """Take the lock, read the earlier state (if any), plan the resume, write the first snapshot.
 
     Also returns the basis of the earlier state, so that a manager that planned from the same
@@ -69,6 +69,6 @@ def open_batch(
         options=dict(options),
         records=plan.records,
     )
-    writer = statefile.StateWriter(path, state)
+    writer = statewriter.StateWriter(path, state)
     writer.start()
     return state, writer, lock, statefile.basis(old)

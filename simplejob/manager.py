@@ -4,8 +4,9 @@ It validates the batch, starts the supervisor (simplejob/supervisor.py) on the f
 runAllReadyJobs(), and answers completed(), errorOccurred(), jobs and report() from the state
 file: it reads the snapshot once, then only what the journal gained since the last call.
 
-A JobManager holds at most one batch: _Plan (from entry() on: the picture of the jobs) and,
-once started, _SupervisorRun (the supervisor process and the follower of its journal).
+A JobManager holds at most one batch: a BatchPlan (from entry() on: the picture of the jobs)
+and, once started, a SupervisorRun (the supervisor process and the follower of its journal),
+both in supervisorclient.py.
 """
 
 from __future__ import annotations
@@ -13,212 +14,23 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import tempfile
-import threading
 import warnings
 from collections import Counter
 from collections.abc import Collection
-from dataclasses import dataclass, field
-from typing import Any, NoReturn, cast
+from typing import Any
 
-from . import resume, statefile
-from .errors import BatchInterrupted, CalledJobError, StateFileError, StateFileLocked, SupervisorDied
+from . import resume, statefile, statewriter
+from .errors import CalledJobError, StateFileError
 from .model import FINISHED, JobDefinition, JobRecord, JobRunningStatus, parse_contexts, transition
-from .programs import python_command
 from .protocol import (
     BatchOptions,
-    BatchSpec,
-    ControlMessage,
-    LockedReply,
-    ProblemReply,
-    StartedReply,
-    SupervisorExit,
-    SupervisorReply,
 )
 from .report import Report
 from .scheduler import closure
+from .supervisorclient import BatchPlan, SupervisorRun
 
-STOP_MARGIN = 5.0  # seconds a stopping supervisor gets beyond the jobs' kill grace
-FOLLOW_INTERVAL = 0.05  # seconds between the follower's reads of the journal
 OWNER_WAIT = 1.0  # seconds to wait for a starting owner of a locked state file to name itself
-
-
-class _Follower:
-    """Applies the journal to the manager's picture in a background thread, so that a poll
-    (completed(), errorOccurred()) costs the same however many jobs ended since the last one."""
-
-    def __init__(self, state: statefile.State, tail: statefile.JournalTail) -> None:
-        self.state, self.tail = state, tail
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.abandoned = False
-        self.thread = threading.Thread(target=self._run, name="simplejob-follower", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stopping.wait(FOLLOW_INTERVAL):
-            self.read()
-        if self.abandoned:  # its manager was dropped: nobody will close() us
-            with self.lock:
-                self.tail.close()
-
-    def read(self) -> None:
-        with self.lock:
-            if self.tail.fd is not None:
-                self.tail.read_into(self.state)
-
-    def close(self) -> None:
-        """Stop following, after applying everything written so far."""
-        self.stopping.set()
-        if threading.current_thread() is not self.thread:
-            self.thread.join()
-        self.read()
-        with self.lock:
-            self.tail.close()
-
-
-@dataclass
-class _Plan:
-    """A batch from entry() on: what runs, and the picture of its jobs (planned from the earlier state)."""
-
-    path: str
-    definitions: list[JobDefinition]
-    options: BatchOptions
-    state: statefile.State
-    basis: list[int] | None  # what the records were planned from (statefile.basis)
-    targets: list[str] | None  # run only these and what they wait on
-    # With targets, the jobs that must finish for the batch to be complete, and how many other
-    # jobs count as finished (they do not change while the batch runs).
-    wanted: int = 0
-    finished_elsewhere: int = 0
-    cancelled: list[str] = field(default_factory=list)  # cancelled before the batch started
-
-    def spec(self) -> BatchSpec:
-        return {
-            "stateFile": self.path,
-            "options": self.options,
-            "cancel": self.cancelled,
-            "jobs": [{"id": d.id, **d.to_json()} for d in self.definitions],
-        }
-
-
-class _SupervisorRun:
-    """A started batch: the supervisor process, and the follower that applies its journal to the
-    plan's picture until the supervisor ends (then error says how it ended, if not as it should)."""
-
-    def __init__(self, plan: _Plan) -> None:
-        self.plan = plan
-        self.grace = max((d.killGrace for d in plan.definitions), default=0.0)
-        proc = subprocess.Popen(
-            python_command("simplejob.supervisor"), stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True
-        )
-        assert proc.stdin is not None and proc.stdout is not None
-        self.proc, self.stdin = proc, proc.stdin
-        try:
-            self.stdin.write((json.dumps(plan.spec()) + "\n").encode())
-            self.stdin.flush()
-            reply_line = proc.stdout.readline()
-        except BrokenPipeError:
-            reply_line = b""
-        proc.stdout.close()
-        reply = cast(SupervisorReply, json.loads(reply_line) if reply_line.strip() else {})
-        if "ok" not in reply:
-            self.stdin.close()
-            _refused(reply, proc.wait(), proc.pid, plan.path)
-        self._follow(plan, cast(StartedReply, reply))
-        self.ended = False
-        self.error: SupervisorDied | None = None
-
-    def _follow(self, plan: _Plan, reply: StartedReply) -> None:
-        """Start following the journal: from the plan's picture if the supervisor planned from the same."""
-        state = plan.state
-        if reply["basis"] == plan.basis:  # it planned from the picture we planned from
-            state.generation, state.journalOffset = reply["generation"], 0
-            state.supervisor.update(pid=reply["pid"])
-            tail = statefile.JournalTail(plan.path, state)
-            tail.read_into(state)
-        else:
-            followed = statefile.follow(plan.path)
-            assert followed is not None, "the supervisor wrote the state file before its reply"
-            plan.state, tail = followed
-        self.follower = _Follower(plan.state, tail)
-
-    def send(self, message: ControlMessage) -> None:
-        try:
-            self.stdin.write((json.dumps(message) + "\n").encode())
-            self.stdin.flush()
-        except (BrokenPipeError, ValueError):
-            pass  # the supervisor is done or gone
-
-    def refresh(self, *, full: bool) -> None:
-        """Bring the picture up to date: full reads the journal now; otherwise the follower's
-        last read (at most FOLLOW_INTERVAL old) is enough, and the call stays cheap."""
-        if self.ended:
-            return
-        if self.proc.poll() is not None:
-            self._ended()
-        elif full:
-            self.follower.read()
-
-    def _ended(self) -> None:
-        """The supervisor exited: read the last of the journal and note how it ended."""
-        self.follower.close()
-        self.ended = True
-        self._close_stdin()
-        code = self.proc.returncode
-        if code == SupervisorExit.INTERRUPTED:
-            self.error = BatchInterrupted(self.proc.pid, self.plan.path, self.plan.state.supervisor.get("reason"))
-        elif code != SupervisorExit.FINISHED:
-            self.error = SupervisorDied(self.proc.pid, code, self.plan.path)
-
-    def wait(self, interval: float) -> None:
-        """Wait for the supervisor's end; a KeyboardInterrupt meanwhile stops the batch first.
-        Its message, if any, is the recorded reason ("interrupted by SIGTERM"); else SIGINT's."""
-        try:
-            while not self.ended:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.proc.wait(timeout=max(0.01, interval))
-                self.refresh(full=True)
-        except KeyboardInterrupt as interrupt:
-            self.stop(str(interrupt) or "interrupted by SIGINT")
-            raise
-
-    def stop(self, reason: str) -> None:
-        """Stop the batch: the supervisor kills the running trees and records them Interrupted;
-        wait for that, so the state file says so when the caller goes on."""
-        self.send({"op": "stop", "reason": reason})
-        self._close_stdin()
-        try:
-            self.proc.wait(timeout=self.grace + STOP_MARGIN)
-        except subprocess.TimeoutExpired:
-            return  # it goes on stopping by itself (it saw its stdin close)
-        self.refresh(full=True)
-
-    def close(self) -> None:
-        if not self.ended:
-            self.follower.close()
-
-    def abandon(self) -> None:
-        """The manager is being dropped: the follower thread closes its journal descriptor itself."""
-        if not self.ended:
-            self.follower.abandoned = True
-            self.follower.stopping.set()
-
-    def _close_stdin(self) -> None:
-        with contextlib.suppress(BrokenPipeError):
-            self.stdin.close()
-
-
-def _refused(reply: SupervisorReply, code: int, pid: int, path: str) -> NoReturn:
-    """Raise what a supervisor that did not start the batch said (or its death, if it said nothing)."""
-    error = cast(dict[str, Any], reply).get("error")
-    if error == "locked":
-        locked = cast(LockedReply, reply)
-        raise StateFileLocked(path, locked["pid"], locked["host"])
-    if error is not None:
-        raise StateFileError(path, cast(ProblemReply, reply)["problem"])
-    raise SupervisorDied(pid, code, path)
 
 
 class JobManager:
@@ -242,8 +54,8 @@ class JobManager:
         self.moveAsideUnreadableState = bool(moveAsideUnreadableState)  # see docs/state-file.md
         self._given_state_file = os.path.abspath(os.fspath(stateFile)) if stateFile else None
         self.stateFile: str | None = self._given_state_file
-        self._plan: _Plan | None = None
-        self._run: _SupervisorRun | None = None
+        self._plan: BatchPlan | None = None
+        self._run: SupervisorRun | None = None
 
     # --- the batch ----------------------------------------------------------------------------
 
@@ -266,7 +78,7 @@ class JobManager:
         except StateFileError as error:
             if not self.moveAsideUnreadableState:
                 raise
-            backup = statefile.move_aside(path)
+            backup = statewriter.move_aside(path)
             warnings.warn(f"{error}; moved it aside to {backup!r} and starting afresh", stacklevel=2)
             old = None
         self._new_plan(path, definitions, old, target_list)
@@ -288,7 +100,7 @@ class JobManager:
         if self._plan is None:
             return
         if self._run is None:
-            self._run = _SupervisorRun(self._plan)
+            self._run = SupervisorRun(self._plan)
         self._run.refresh(full=True)
         self._raise_if_died()
 
@@ -391,7 +203,7 @@ class JobManager:
             options=dict(options),
             records=resume.plan(definitions, old).records,
         )
-        plan = _Plan(path, definitions, options, state, statefile.basis(old), targets)
+        plan = BatchPlan(path, definitions, options, state, statefile.basis(old), targets)
         if targets is not None:
             wanted = closure({d.id: d.waiting for d in definitions}, targets)
             plan.wanted = len(wanted)

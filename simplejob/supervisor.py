@@ -31,7 +31,7 @@ import sys
 import time
 from typing import Any, NoReturn
 
-from . import batchstart, statefile
+from . import batchstart, statefile, statewriter
 from .clock import SYSTEM_CLOCK, Clock
 from .model import JobRecord, JobRunningStatus, format_datetime, transition
 from .pipes import LineReader, drain, signal_wakeup, write_all
@@ -61,7 +61,7 @@ class Supervisor:
     def __init__(
         self,
         state: statefile.State,
-        writer: statefile.StateWriter,
+        writer: statewriter.StateWriter,
         options: BatchOptions,
         executor: Executor,
         *,
@@ -154,7 +154,7 @@ class Supervisor:
         deadline = until if due is None else min(until, due)
         timeout = max(0.0, deadline - self.clock.monotonic())
         if self.writer.dirty or self.writer.pending:
-            timeout = min(timeout, statefile.COMPACT_MIN_INTERVAL)
+            timeout = min(timeout, statewriter.COMPACT_MIN_INTERVAL)
         if self.scheduler.in_flight() and self.executor.free_slots() == 0 and timeout > 0:
             # Every worker has attempts queued: nothing waits on us, so let events gather and
             # handle them together (fewer wake-ups, fewer writes) instead of one at a time.

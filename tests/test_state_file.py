@@ -30,7 +30,8 @@ from simplejob import (
     cli,
     resume,
 )
-from simplejob.statefile import COMPACT_MIN_INTERVAL, SCHEMA_VERSION, journal_path, load, lock_path
+from simplejob.statefile import SCHEMA_VERSION, journal_path, load, lock_path
+from simplejob.statewriter import COMPACT_MIN_INTERVAL
 
 DATA = Path(__file__).parent / "data"
 SCHEMA_PATH = Path(__file__).parent.parent / "simplejob" / "state-file.schema.json"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from fakes import EPOCH, FakeClock, InMemoryExecutor
-from simplejob import statefile
+from simplejob import statefile, statewriter
 from simplejob.model import JobRecord, JobRunningStatus, parse_contexts
 from simplejob.protocol import BatchOptions, SupervisorExit
 from simplejob.supervisor import Supervisor
@@ -28,7 +28,7 @@ class Batch:
         self.state = statefile.State(
             path=self.path, generation=0, supervisor={}, options=dict(options), records=records
         )
-        self.writer = statefile.StateWriter(self.path, self.state, clock=self.clock)
+        self.writer = statewriter.StateWriter(self.path, self.state, clock=self.clock)
         self.writer.start()
         self.executor = InMemoryExecutor(self.clock, slots)
         self.supervisor = Supervisor(self.state, self.writer, options, self.executor, clock=self.clock)

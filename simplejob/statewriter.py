@@ -1,0 +1,229 @@
+"""Writing the state file (statefile.py describes the format and reads it): the supervisor's
+StateWriter, which journals every transition and compacts the journal into snapshots, and the
+atomic, durable file replacement it and move_aside() rely on."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from .clock import SYSTEM_CLOCK, Clock
+from .pipes import write_all
+from .statefile import SCHEMA_VERSION, State, acquire_lock, journal_path
+
+COMPACT_MIN_INTERVAL = 0.5  # seconds: with the loop's wake-ups, the snapshot lags the journal by < 1 s
+COMPACT_COST_SHARE = 20  # wait at least this many times the last compaction's cost between two
+FSYNC_INTERVAL = 1.0  # seconds: what a power cut can lose of the journal during a run
+
+
+# One encoder for every line: json.dumps() with non-default options builds a new one per call.
+dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+
+
+def _fsync_directory(path: str) -> None:
+    if os.name == "nt":
+        return  # Windows cannot open a directory; rename is durable enough there
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_atomically(path: str, content: bytes | Callable[[BinaryIO], None], *, durable: bool) -> None:
+    """Write content (bytes, or a function writing to a binary file) to path so that readers see
+    the old or the new content, never half."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "wb", buffering=1 << 20) as f:
+        if callable(content):
+            content(f)
+        else:
+            f.write(content)
+        f.flush()
+        if durable:
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+    if durable:
+        _fsync_directory(path)
+
+
+def remove_leftovers(path: str) -> None:
+    """Remove the temporary files of writers killed while replacing a file (call with the lock held:
+    then every such file belongs to a dead writer)."""
+    for pattern in (f"{glob.escape(path)}.tmp.*", f"{glob.escape(journal_path(path))}.tmp.*"):
+        for leftover in glob.glob(pattern):
+            try:
+                os.remove(leftover)
+            except OSError:
+                pass
+
+
+def move_aside(path: str) -> str:
+    """Rename an unreadable state file (and its journal) to a free name path.unreadable-N; return it.
+
+    Only on the caller's explicit request (JobManager(moveAsideUnreadableState=True)); the lock is
+    taken so that a batch that owns the file is never robbed of it.
+    """
+    lock = acquire_lock(path)
+    try:
+        number = 1
+        while os.path.lexists(f"{path}.unreadable-{number}") or os.path.lexists(
+            journal_path(f"{path}.unreadable-{number}")
+        ):
+            number += 1
+        backup = f"{path}.unreadable-{number}"
+        if os.path.lexists(journal_path(path)):
+            os.rename(journal_path(path), journal_path(backup))
+        if os.path.lexists(path):
+            os.rename(path, backup)
+        _fsync_directory(path)
+        return backup
+    finally:
+        lock.release()
+
+
+class StateWriter:
+    """The supervisor's side: journal every transition, compact into snapshots, fsync on a schedule.
+
+    start() begins a new generation: a snapshot of everything, then an empty journal.
+    """
+
+    def __init__(self, path: str, state: State, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.path = path
+        self.state = state
+        self.clock = clock
+        # id -> the job's encoded snapshot entry (in entry order), re-encoded when dirty
+        self.fragments: dict[str, bytes] = dict.fromkeys(state.records, b"")
+        self.dirty: set[str] = set(state.records)
+        self.pending: list[str] = []
+        self.fd: int | None = None
+        self.offset = 0  # bytes in the journal
+        self.unsynced = False
+        self.last_fsync = clock.monotonic()
+        self.last_compaction = 0.0
+        self.compaction_cost = 0.0
+        self.compacted_offset = -1
+        self.writing: threading.Thread | None = None  # a snapshot being written in the background
+        self.write_error: BaseException | None = None
+
+    def start(self) -> None:
+        remove_leftovers(self.path)
+        self.state.generation += 1
+        self.offset = 0
+        self.compact()  # the snapshot comes first: the old journal (older generation) is then ignored
+        header = (dumps({"schemaVersion": SCHEMA_VERSION, "generation": self.state.generation}) + "\n").encode()
+        replace_atomically(journal_path(self.path), header, durable=True)
+        self.fd = os.open(journal_path(self.path), os.O_WRONLY | os.O_APPEND)
+        self.offset = len(header)
+        self.state.journalOffset = self.compacted_offset = self.offset
+
+    def record(self, line: dict[str, Any]) -> None:
+        """Queue a transition (already applied to the in-memory record) for the journal."""
+        self.pending.append(dumps(line))
+        if "id" in line:
+            self.dirty.add(line["id"])
+
+    def flush(self, *, now: float | None = None) -> None:
+        """Append queued lines to the journal in one write: after this they survive our death."""
+        if self.pending:
+            data = ("\n".join(self.pending) + "\n").encode()
+            self.pending.clear()
+            self.offset += len(data)
+            assert self.fd is not None, "flush() before start()"
+            write_all(self.fd, data)
+            self.unsynced = True
+        now = self.clock.monotonic() if now is None else now
+        if self.unsynced and now - self.last_fsync >= FSYNC_INTERVAL:
+            self.sync(now)
+
+    def sync(self, now: float | None = None) -> None:
+        if self.unsynced and self.fd is not None:
+            os.fsync(self.fd)
+        self.unsynced = False
+        self.last_fsync = self.clock.monotonic() if now is None else now
+
+    def persist(self) -> None:
+        """What the supervisor calls once per turn: journal what was recorded, and write a
+        snapshot in the background when one is due."""
+        now = self.clock.monotonic()
+        self.flush(now=now)
+        if self.compaction_due(now):
+            self.compact(background=True)
+
+    def compaction_due(self, now: float) -> bool:
+        if self.offset == self.compacted_offset or (self.writing is not None and self.writing.is_alive()):
+            return False
+        wait = max(COMPACT_MIN_INTERVAL, COMPACT_COST_SHARE * self.compaction_cost)
+        return now - self.last_compaction >= wait
+
+    def snapshot_parts(self) -> list[bytes]:
+        """The snapshot as pieces to write in order: never one 40 MB string for 100,000 jobs."""
+        for job_id in self.dirty:
+            record = self.state.records[job_id]
+            self.fragments[job_id] = f"  {dumps(job_id)}: {dumps(record.to_json())}".encode()
+        self.dirty.clear()
+        head = {
+            "schemaVersion": SCHEMA_VERSION,
+            "generation": self.state.generation,
+            "journalOffset": self.state.journalOffset,
+            "supervisor": self.state.supervisor,
+            "options": self.state.options,
+        }
+        # Jobs one per line, in entry order: readable with cat, greppable, cheap to rebuild.
+        pieces = list(self.fragments.values())
+        body: list[bytes] = [b",\n"] * (2 * len(pieces) - 1) if pieces else []
+        body[0::2] = pieces
+        head_text = json.dumps(head, ensure_ascii=False, indent=1)[:-2]  # without the closing "\n}"
+        return [head_text.encode(), b',\n "jobs": {\n', *body, b"\n }\n}\n"]
+
+    def compact(self, *, background: bool = False) -> None:
+        """Write a snapshot holding everything journaled so far, durably (it is the base of a resume).
+
+        background: the writing (for big batches tens of megabytes and an fsync) happens in a
+        thread while the supervisor goes on scheduling; the pieces were taken before, so the
+        snapshot is exactly the journal up to its journalOffset.
+        """
+        self._join_writing()
+        started = self.clock.monotonic()
+        if self.fd is not None:
+            self.flush(now=started)
+        self.state.journalOffset = self.offset
+        parts, offset = self.snapshot_parts(), self.offset
+        if background:
+            self.writing = threading.Thread(target=self._write, args=(parts, offset, started), daemon=True)
+            self.writing.start()
+        else:
+            self._write(parts, offset, started)
+            self._join_writing()
+
+    def _write(self, parts: list[bytes], offset: int, started: float) -> None:
+        try:
+            replace_atomically(self.path, lambda f: f.writelines(parts), durable=True)
+        except BaseException as error:  # raised again in the supervisor's thread (_join_writing)
+            self.write_error = error
+            return
+        finished = self.clock.monotonic()
+        self.compacted_offset = offset
+        self.last_compaction = finished
+        self.compaction_cost = finished - started
+
+    def _join_writing(self) -> None:
+        if self.writing is not None:
+            self.writing.join()
+            self.writing = None
+        if self.write_error is not None:
+            error, self.write_error = self.write_error, None
+            raise error
+
+    def close(self) -> None:
+        """Final snapshot and journal, both on disk (fsync) before returning."""
+        self.flush()
+        self.sync()
+        self.compact()
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
