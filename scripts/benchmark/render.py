@@ -1,0 +1,234 @@
+"""The Markdown report (one function per section) and the --json figures."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+from typing import Any
+
+from . import WORKERS
+from .figures import fmt_ms, fmt_ratio, fmt_s, mb, percentile, ratio_to_make, summary, table
+from .graphs import Spec
+from .machine import load_average
+from .rounds import Measured
+from .systems import REFERENCE_PACKAGE, TITLES, Outcome
+from .targets import targets
+
+
+def report(options: argparse.Namespace, measured: Measured, header: list[str], command: str) -> str:
+    """The whole Markdown report, its sections in order; header: machine.machine()'s lines."""
+    delays = chain_delays_by_spec(options, measured)
+    lines = run_section(options, measured, header, command)
+    lines += main_table(options, measured)
+    lines += details_table(options, measured, delays)
+    lines += other_measurements(options, measured)
+    lines += every_run(options, measured)
+    lines += targets(options, measured, delays)
+    lines += errors_section(measured.errors)
+    return "\n".join(lines)
+
+
+def json_figures(measured: Measured, header: list[str], command: str) -> dict[str, Any]:
+    """Every raw figure, for --json."""
+    return {
+        "command": command,
+        "machine": header,
+        "results": {
+            spec.name: {s: [dataclasses.asdict(o) for o in outs] for s, outs in per.items()}
+            for spec, per in measured.results.items()
+        },
+        "extras": {k: dataclasses.asdict(v) for k, v in measured.extras.items()},
+        "errors": measured.errors,
+    }
+
+
+def run_section(options: argparse.Namespace, measured: Measured, header: list[str], command: str) -> list[str]:
+    """The command, the machine, and how long and how quiet the run was."""
+    lines = ["## Benchmark run", "", f"Command: `{command}`", "", *header]
+    lines.append(
+        f"- {options.rounds} round(s); {WORKERS} workers; times are medians over the rounds, in seconds; "
+        f"the whole run took {measured.seconds:.0f} s; load average at the end: {load_average()}"
+    )
+    if measured.others is not None:
+        share = measured.others / (measured.seconds * (os.cpu_count() or 1))
+        lines.append(
+            f"- CPU time used by other processes during the run (noise): {measured.others:.1f} s, "
+            f"{share:.1%} of the machine"
+        )
+    lines.append("")
+    return lines
+
+
+def main_table(options: argparse.Namespace, measured: Measured) -> list[str]:
+    """Every system's median time per graph, and its ratio to make."""
+    head = ["graph", "jobs", "make -j2 (s)", "simplejob (s)", "× make", "simplejob jobs/s", "make jobs/s"]
+    head.append("peak RSS MB: caller / supervisor / workers")
+    for system in measured.systems[2:]:
+        head += [f"{TITLES[system]} (s)", "× make"]
+    rows = [main_row(spec, measured.results[spec], measured.systems) for spec in options.graphs]
+    lines = [table(head, rows), ""]
+    lines.append(
+        "× make: the median over rounds of the ratio to the same round's make time. "
+        "Peak RSS: the caller is the Python process that calls the API (it also holds the job "
+        "contexts); the supervisor is its one child process; workers is the sum over the worker "
+        "processes of each one's peak (job processes are not counted). Largest over the rounds."
+    )
+    if options.reference:
+        lines.append(
+            f"{REFERENCE_PACKAGE} runs with its default run() poll interval (1 s) and no parallelism "
+            f"limit; '> N s' means it was stopped after --timeout N seconds and not run again on that graph."
+        )
+    lines.append("")
+    return lines
+
+
+def main_row(spec: Spec, runs: dict[str, list[Outcome]], systems: list[str]) -> list[str]:
+    make_s, make_cell = summary(runs["make"])
+    own_s, own_cell = summary(runs["simplejob"])
+    rss = [o.data["rss"] for o in runs["simplejob"] if o.data.get("rss")]
+    caller, supervisor = peak_mb(rss, "caller", "maxBytes"), peak_mb(rss, "supervisor", "maxBytes")
+    row = [
+        spec.graph,
+        f"{spec.size:,}",
+        make_cell,
+        own_cell,
+        fmt_ratio(ratio_to_make(runs["simplejob"], runs["make"])),
+        f"{spec.size / own_s:,.0f}" if own_s else "–",
+        f"{spec.size / make_s:,.0f}" if make_s else "–",
+        f"{caller} / {supervisor} / {peak_mb(rss, 'worker', 'sumBytes')}",
+    ]
+    for system in systems[2:]:
+        _, cell = summary(runs[system])
+        row += [cell, fmt_ratio(ratio_to_make(runs[system], runs["make"]))]
+    return row
+
+
+def peak_mb(rss: list[dict[str, Any]], kind: str, key: str) -> str:
+    """The largest figure over the rounds of one process kind (rss.RssSampler.result())."""
+    values = [r[kind][key] for r in rss if kind in r]
+    return mb(max(values)) if values else "–"
+
+
+def simplejob_runs(options: argparse.Namespace, measured: Measured) -> dict[Spec, list[Outcome]]:
+    """simplejob's runs of each graph, and of the chain run for the delay alone (if it was)."""
+    runs = {spec: measured.results[spec]["simplejob"] for spec in options.graphs}
+    if "delayRun" in measured.extras:
+        runs[Spec("chain", options.delay_size)] = [measured.extras["delayRun"]]
+    return runs
+
+
+def chain_delays_by_spec(options: argparse.Namespace, measured: Measured) -> dict[Spec, list[float]]:
+    """Every dependency-to-start delay (seconds) of the timed runs, all rounds, per graph."""
+    return {
+        spec: [d for o in runs if o.seconds is not None for d in o.data.get("delays", [])]
+        for spec, runs in simplejob_runs(options, measured).items()
+    }
+
+
+def details_table(options: argparse.Namespace, measured: Measured, delays: dict[Spec, list[float]]) -> list[str]:
+    """simplejob's own figures: per job, entry(), report(), state file, CPU, delays."""
+    head = ["graph", "jobs", "µs per job", "entry() (s)", "report() (s)", "state file MB: snapshot + journal"]
+    head += ["CPU s: make / simplejob", "dependency → start delay ms: median / p99 / max"]
+    rows = []
+    for spec, runs in simplejob_runs(options, measured).items():
+        own = [o for o in runs if o.seconds is not None]
+        makes = [o for o in measured.results.get(spec, {}).get("make", []) if o.cpu is not None]
+        rows.append(details_row(spec, own, makes, delays[spec]) if own else [spec.graph, f"{spec.size:,}"] + ["–"] * 6)
+    lines = ["### simplejob details", "", table(head, rows), ""]
+    lines.append(
+        "entry() and report() are the caller's calls within / after the timed run; CPU is user + system "
+        "time of every process the system ran (its jobs included); the delay runs from a job's "
+        "dependency finishing (startTimestamp + elapsedSeconds in the state file) to the job's "
+        "startTimestamp, over every link of the chain in every round."
+    )
+    lines.append("")
+    return lines
+
+
+def details_row(spec: Spec, own: list[Outcome], makes: list[Outcome], delays: list[float]) -> list[str]:
+    median_s = statistics.median(o.seconds for o in own if o.seconds is not None)
+    make_cpu = f"{statistics.median(o.cpu for o in makes if o.cpu is not None):.2f}" if makes else "–"
+    simplejob_cpu = statistics.median(o.cpu or 0.0 for o in own)
+    delay = "–"
+    if delays:
+        delay = f"{fmt_ms(statistics.median(delays))} / {fmt_ms(percentile(delays, 99))} / {fmt_ms(max(delays))}"
+    return [
+        spec.graph,
+        f"{spec.size:,}",
+        f"{median_s / spec.size * 1e6:,.0f}",
+        fmt_s(statistics.median(o.data["entrySeconds"] for o in own)),
+        fmt_s(statistics.median(o.data["reportSeconds"] for o in own)),
+        f"{mb(own[-1].data['snapshotBytes'])} + {mb(own[-1].data['journalBytes'])}",
+        f"{make_cpu} / {simplejob_cpu:.2f}",
+        delay,
+    ]
+
+
+def other_measurements(options: argparse.Namespace, measured: Measured) -> list[str]:
+    """entry() of a large batch, and the polling calls during a running fan."""
+    lines = ["### Other measurements", ""]
+    for graph in ("fan", "layers"):
+        outcome = measured.extras[f"entry-{graph}"]
+        lines.append(
+            f"- entry() of {options.entry_size:,} jobs ({graph}, validation included, "
+            f"JobManager() to return): {fmt_s(outcome.seconds) + ' s' if outcome.seconds else outcome.cell}"
+            + (f" (others used {outcome.noise:.0%} of the CPUs)" if outcome.noise is not None else "")
+        )
+    lines += poll_lines(options, measured.extras["poll"])
+    lines.append("")
+    return lines
+
+
+def poll_lines(options: argparse.Namespace, poll: Outcome) -> list[str]:
+    if not poll.data.get("phases"):
+        return [f"- completed()/errorOccurred(): {poll.cell or 'error'}"]
+    lines = []
+    for interval, label in (("0.01", "every 10 ms"), ("1", "every 1 s")):
+        calls = poll.data["phases"].get(interval, {})
+        for name in ("completed", "errorOccurred"):
+            values = calls.get(name) or []
+            if values:
+                lines.append(
+                    f"- {name}() polled {label} during a running {options.poll_size:,}-job fan: "
+                    f"median {fmt_ms(statistics.median(values))} ms, p99 {fmt_ms(percentile(values, 99))} "
+                    f"ms, max {fmt_ms(max(values))} ms over {len(values)} calls"
+                )
+    lines.append(
+        f"- runAllReadyJobs() (starts the supervisor, first read of the state) for that fan: "
+        f"{fmt_s(poll.data['runAllReadyJobsSeconds'])} s; {poll.data['completedJobs']:,} jobs had "
+        "completed when polling stopped"
+        + (" (the batch finished during polling)" if poll.data["finishedEarly"] else "")
+    )
+    return lines
+
+
+def every_run(options: argparse.Namespace, measured: Measured) -> list[str]:
+    """Each run's time and noise, in run order, and the noisier attempts that were not kept."""
+    lines = ["### Every run", ""]
+    lines += [
+        "Seconds, in run order; in brackets, the share of the CPUs that other processes used during that run (noise).",
+        "",
+    ]
+    for spec in options.graphs:
+        for system in measured.systems:
+            cells = [
+                (fmt_s(o.seconds) if o.seconds is not None else o.cell or "error")
+                + (f" ({o.noise:.0%})" if o.noise is not None else "")
+                for o in measured.results[spec][system]
+            ]
+            dropped = [f"{fmt_s(o.seconds)} ({o.noise:.0%})" for o in measured.discarded[(spec, system)]]
+            lines.append(
+                f"- {spec.name} {TITLES[system]}: "
+                + ", ".join(cells)
+                + (f"; not kept (noisier): {', '.join(dropped)}" if dropped else "")
+            )
+    lines.append("")
+    return lines
+
+
+def errors_section(errors: list[str]) -> list[str]:
+    if not errors:
+        return []
+    return ["### Errors", "", "```"] + [e for error in errors for e in (error, "")] + ["```", ""]

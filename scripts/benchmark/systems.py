@@ -1,0 +1,173 @@
+"""How each system is run and timed, one run of one graph at a time, and what each run gives.
+
+make        `make -r -s -j2` on a generated Makefile of .PHONY targets
+simplejob   this checkout's simplejob, in a fresh Python process (measure.child_simplejob)
+reference   simplejob 0.0.6 from PyPI, in a fresh Python process of a throw-away environment
+doit        `doit -n 2`, from the same throw-away environment
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from . import BENCH_SCRIPT, WORKERS, progress
+from .graphs import Spec, write_dodo, write_makefile
+from .processes import last_json, run_process, tail
+
+REFERENCE_PACKAGE = "simplejob==0.0.6"
+SYSTEMS = ("make", "simplejob", "reference", "doit")
+TITLES = {"make": "make -j2", "simplejob": "simplejob", "reference": "simplejob 0.0.6", "doit": "doit -n 2"}
+
+
+@dataclasses.dataclass
+class Outcome:
+    seconds: float | None = None  # wall clock; None when it timed out or failed
+    cell: str | None = None  # what the table shows instead of a time ("> 120 s", "RecursionError")
+    cpu: float | None = None  # user + system seconds of every process it ran (that was waited for)
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)
+    error: str | None = None  # a failure of the benchmark itself (exit status 1)
+    noise: float | None = None  # share of the machine other processes used during the run (0..1)
+
+
+class Bench:
+    """The temporary workspace of one benchmark run, and a runner for each system."""
+
+    def __init__(self, options: argparse.Namespace) -> None:
+        self.options = options
+        self.base = tempfile.mkdtemp(prefix="simplejob-bench-", dir=options.tmpdir)
+        self.venv_python: str | None = None
+        self.venv_bin: str | None = None
+        self.files: dict[Spec, str] = {}  # spec -> directory with its Makefile, dodo.py
+
+    def close(self) -> None:
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def fresh_dir(self, label: str) -> str:
+        return tempfile.mkdtemp(prefix=label + "-", dir=self.base)
+
+    def keep(self, directory: str) -> str:
+        """Copy a failed run's directory out of the workspace; the path of its state file."""
+        kept = tempfile.mkdtemp(prefix="simplejob-bench-failed-", dir=self.options.tmpdir)
+        shutil.copytree(directory, kept, dirs_exist_ok=True)
+        return os.path.join(kept, "state.json")
+
+    def runners(self) -> dict[str, Callable[[Spec], Outcome]]:
+        return {
+            "make": self.run_make,
+            "simplejob": self.run_simplejob,
+            "reference": self.run_reference,
+            "doit": self.run_doit,
+        }
+
+    def child(
+        self, kind: str, args: dict[str, Any], timeout: float, python: str | None = None, sample: bool = False
+    ) -> Outcome:
+        """Run `bench.py --child KIND JSON` (measure.py) and read back its figures."""
+        argv = [python or sys.executable, BENCH_SCRIPT, "--child", kind, json.dumps(args)]
+        ran = run_process(argv, timeout, sample=sample)
+        if ran.code is None:
+            return Outcome(cell=f"> {timeout:g} s", data={"timedOut": True}, noise=ran.noise)
+        data = last_json(ran.out)
+        if ran.code != 0 or data is None:
+            return Outcome(cell="error", error=f"`{kind}` child exited with {ran.code}:\n{tail(ran.err or ran.out)}")
+        if ran.sampler:
+            data["rss"] = ran.sampler.result()
+        return Outcome(seconds=data.get("seconds"), cpu=ran.cpu, data=data, noise=ran.noise)
+
+    def spec_dir(self, spec: Spec) -> str:
+        """The directory with the graph's Makefile (and dodo.py with --doit), written once."""
+        if spec not in self.files:
+            directory = self.fresh_dir(f"{spec.graph}-{spec.size}")
+            write_makefile(os.path.join(directory, "Makefile"), spec.graph, spec.size)
+            if self.options.doit:
+                write_dodo(directory, spec.graph, spec.size)
+            self.files[spec] = directory
+        return self.files[spec]
+
+    def run_make(self, spec: Spec) -> Outcome:
+        directory = self.spec_dir(spec)
+        limit = self.options.max_seconds
+        ran = run_process(["make", "-r", "-s", f"-j{WORKERS}", "-f", "Makefile", "all"], limit, cwd=directory)
+        if ran.code is None:
+            return Outcome(
+                cell=f"> {limit:g} s", noise=ran.noise, error=f"make did not finish {spec.name} within {limit:g} s"
+            )
+        if ran.code != 0:
+            return Outcome(cell="error", error=f"make failed on {spec.name} ({ran.code}):\n{tail(ran.err)}")
+        return Outcome(seconds=ran.seconds, cpu=ran.cpu, noise=ran.noise)
+
+    def run_simplejob(self, spec: Spec) -> Outcome:
+        """A timed run in a child process; a failed one keeps its state file (outside the workspace)."""
+        directory = self.fresh_dir("state")
+        limit = self.options.max_seconds
+        outcome = self.child(
+            "simplejob", {"graph": spec.graph, "size": spec.size, "dir": directory}, limit, sample=True
+        )
+        if outcome.data.get("timedOut"):
+            outcome.error = (
+                f"simplejob did not finish {spec.name} within {limit:g} s (state file kept: {self.keep(directory)})"
+            )
+            return outcome
+        if outcome.data.get("error") or outcome.data.get("problems"):
+            found = [outcome.data["error"]] if outcome.data.get("error") else []
+            outcome.error = (
+                f"simplejob on {spec.name}: "
+                + "; ".join(found + outcome.data.get("problems", []))
+                + f" (state file kept: {self.keep(directory)})"
+            )
+            outcome.cell = "error"
+            outcome.seconds = None
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+        return outcome
+
+    def run_reference(self, spec: Spec) -> Outcome:
+        args = {"graph": spec.graph, "size": spec.size}
+        outcome = self.child("reference", args, self.options.timeout, python=self.venv_python)
+        if outcome.data.get("error"):
+            outcome.cell = outcome.data["error"]
+        if outcome.error:  # a crash of 0.0.6 is a figure of the table, not an error of ours
+            outcome.cell, outcome.error = "crashed", None
+        return outcome
+
+    def run_doit(self, spec: Spec) -> Outcome:
+        assert self.venv_bin is not None, "setup_venv() first"
+        directory = self.spec_dir(spec)
+        for leftover in os.listdir(directory):
+            if leftover.startswith("doit.db"):
+                os.remove(os.path.join(directory, leftover))
+        doit = os.path.join(self.venv_bin, "doit")
+        ran = run_process(
+            [doit, "-n", str(WORKERS), "--db-file", "doit.db", "-f", "dodo.py"], self.options.timeout, cwd=directory
+        )
+        if ran.code is None:
+            return Outcome(cell=f"> {self.options.timeout:g} s", noise=ran.noise)
+        if ran.code != 0:
+            return Outcome(cell=f"exit {ran.code}", data={"stderr": tail(ran.err, 5)})
+        return Outcome(seconds=ran.seconds, cpu=ran.cpu, noise=ran.noise)
+
+    def setup_venv(self) -> None:
+        """With --reference / --doit: a virtual environment with simplejob 0.0.6 and doit, reused
+        from --venv where it already has them."""
+        packages = ([REFERENCE_PACKAGE] if self.options.reference else []) + (["doit"] if self.options.doit else [])
+        if not packages:
+            return
+        venv = self.options.venv or os.path.join(self.base, "venv")
+        python = os.path.join(venv, "bin", "python")
+        if not os.path.exists(python):
+            progress(f"creating a virtual environment in {venv} for {', '.join(packages)}")
+            subprocess.run([sys.executable, "-m", "venv", venv], check=True, stdout=subprocess.DEVNULL)
+        probe = "import simplejob.simplejob" if self.options.reference else "pass"
+        have_doit = not self.options.doit or os.path.exists(os.path.join(venv, "bin", "doit"))
+        if subprocess.run([python, "-c", probe], capture_output=True).returncode != 0 or not have_doit:
+            subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *packages], check=True)
+        self.venv_python, self.venv_bin = python, os.path.join(venv, "bin")
