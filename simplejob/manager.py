@@ -11,9 +11,12 @@ both in supervisorclient.py.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import shutil
+import sys
 import tempfile
 import warnings
 from collections import Counter
@@ -71,7 +74,7 @@ class JobManager:
         if self._run is not None:
             self.join()  # as documented: a new entry() waits for the previous batch
         self._close()
-        path = self._given_state_file or os.path.join(tempfile.mkdtemp(prefix="simplejob-"), "state.json")
+        path = self._given_state_file or _temporary_state_file()
         statefile.acquire_lock(path, owner_wait=OWNER_WAIT).release()  # fail now if a live batch owns it
         try:
             old = statefile.load(path)
@@ -236,6 +239,40 @@ class JobManager:
         run = getattr(self, "_run", None)
         if run is not None:
             run.abandon()
+
+
+_temporary_dirs: list[str] = []  # made for JobManagers without a stateFile; see _clean_up_temporary_dirs
+
+
+def _temporary_state_file() -> str:
+    """A state file in a new temporary directory, looked at again when the process exits."""
+    if not _temporary_dirs:
+        atexit.register(_clean_up_temporary_dirs)
+    directory = tempfile.mkdtemp(prefix="simplejob-")
+    _temporary_dirs.append(directory)
+    return os.path.join(directory, "state.json")
+
+
+def _clean_up_temporary_dirs() -> None:
+    """At exit: remove the temporary directory of a batch that finished with every job completed
+    with exit code 0 (or never started); keep the others, naming them, so they can be resumed."""
+    for directory in _temporary_dirs:
+        path = os.path.join(directory, "state.json")
+        try:
+            state = statefile.load(path)
+        except StateFileError:
+            state = None
+        else:
+            if state is None or (
+                state.supervisor.get("result") == "finished" and all(r.succeeded() for r in state.records.values())
+            ):
+                shutil.rmtree(directory, ignore_errors=True)
+                continue
+        print(
+            f"simplejob: kept the state of a batch that did not finish with every job completed in {path!r}; "
+            f"JobManager(stateFile={path!r}) resumes it",
+            file=sys.stderr,
+        )
 
 
 def _check_targets(definitions: list[JobDefinition], targets: Collection[str] | None) -> list[str] | None:

@@ -234,6 +234,8 @@ class Supervisor:
             line = self._finish(record, JobRunningStatus.Interrupted, event.t, reason=self.interrupted or event.reason)
         else:
             reason = event.reason
+            if reason is None and event.exit_code != 0:
+                reason = f"exit code {event.exit_code}"
             if event.leftovers:
                 left = f"left {event.leftovers} process(es) running; they were killed"
                 reason = f"{reason}; {left}" if reason else left

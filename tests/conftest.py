@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 import uuid
@@ -39,6 +40,13 @@ def no_process_left_behind():
     marker = uuid.uuid4().hex
     os.environ[MARKER] = marker
     yield
+    # Batches of JobManager() without a stateFile that failed on purpose keep their temporary
+    # directories at exit (and name them): the suite removes its own instead.
+    from simplejob import manager
+
+    for directory in manager._temporary_dirs:
+        shutil.rmtree(directory, ignore_errors=True)
+    manager._temporary_dirs.clear()
     deadline = time.monotonic() + 5.0
     left = session_processes(marker)
     while left and time.monotonic() < deadline:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import subprocess
+import sys
 import time
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -373,3 +377,63 @@ def test_the_state_file_is_readable_json_with_the_documented_keys(tmp_path):
     assert (b["commandLine"], b["waiting"], b["runningStatus"], b["exitCode"]) == ("false", ["a"], "Completed", 1)
     for key in ("retried", "startDateTime", "finishDateTime"):
         assert key in b
+
+
+def test_a_failed_job_has_its_exit_code_as_reason():
+    manager = JobManager()
+    manager.entry([{"id": "three", "commandLine": ["sh", "-c", "exit 3"]}])
+    with pytest.raises(CalledJobError):
+        manager.run(interval=0.05)
+    assert manager.jobs[0].reason == "exit code 3"
+
+
+def test_targets_run_only_those_jobs_and_what_they_wait_on(tmp_path):
+    ran = tmp_path / "ran"
+    ran.mkdir()
+    jobs = [
+        {"id": name, "commandLine": ["touch", str(ran / name)], "waiting": waits}
+        for name, waits in [("a", []), ("b", ["a"]), ("c", ["a"]), ("other", [])]
+    ]
+    manager = JobManager(stateFile=tmp_path / "state.json")
+    manager.entry(jobs, targets=["b"])
+    manager.run(interval=0.05)
+    assert sorted(p.name for p in ran.iterdir()) == ["a", "b"]
+    assert manager.completed()
+    done, ready = JobRunningStatus.Completed, JobRunningStatus.Ready
+    assert statuses(manager) == {"a": done, "b": done, "c": ready, "other": ready}
+    with pytest.raises(ValueError, match="nope"):
+        manager.entry(jobs, targets=["nope"])
+    manager.entry(jobs)  # then the whole batch: a and b are kept, the rest runs
+    manager.run(interval=0.05)
+    assert [job.resumed for job in manager.jobs] == [True, True, False, False]
+
+
+TEMPORARY_STATE_SCRIPT = """\
+import sys
+from simplejob import JobManager, CalledJobError
+manager = JobManager()
+manager.entry([{"id": "j", "commandLine": sys.argv[1:]}])
+print(manager.stateFile, flush=True)
+try:
+    manager.run(interval=0.05)
+except CalledJobError:
+    pass
+"""
+
+
+@pytest.mark.parametrize("command, kept", [(["true"], False), (["false"], True)])
+def test_the_temporary_state_directory_goes_at_exit_only_after_a_batch_where_every_job_succeeded(command, kept):
+    done = subprocess.run(
+        [sys.executable, "-c", TEMPORARY_STATE_SCRIPT, *command], capture_output=True, text=True, timeout=30
+    )
+    state_file = Path(done.stdout.strip())
+    try:
+        assert state_file.parent.exists() == kept, done.stderr
+        if kept:
+            assert f"kept the state of a batch that did not finish with every job completed in '{state_file}'" in (
+                done.stderr
+            )
+        else:
+            assert done.stderr == ""
+    finally:
+        shutil.rmtree(state_file.parent, ignore_errors=True)
