@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, cast
@@ -31,6 +32,13 @@ from .protocol import (
 
 STOP_MARGIN = 5.0  # seconds a stopping supervisor gets beyond the jobs' kill grace
 FOLLOW_INTERVAL = 0.05  # seconds between the follower's reads of the journal
+# The supervisor runs in a session of its own: a signal to the caller's process group (Ctrl-\,
+# `timeout -s KILL`, `kill -- -PGID`) reaches the caller alone, and the supervisor, which watches
+# the caller (the end of its stdin, its parent pid), stops the batch in order when the caller dies.
+# Ctrl-C reaches the caller, whose KeyboardInterrupt stops the batch (SupervisorRun.wait).
+OWN_SESSION: dict[str, Any] = (
+    {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if sys.platform == "win32" else {"start_new_session": True}
+)
 
 
 class Follower:
@@ -100,7 +108,11 @@ class SupervisorRun:
         self.plan = plan
         self.grace = max((d.killGrace for d in plan.definitions), default=0.0)
         proc = subprocess.Popen(
-            python_command("simplejob.supervisor"), stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True
+            python_command("simplejob.supervisor"),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            close_fds=True,
+            **OWN_SESSION,
         )
         assert proc.stdin is not None and proc.stdout is not None
         self.proc, self.stdin = proc, proc.stdin
