@@ -12,29 +12,16 @@ import contextlib
 import os
 from collections.abc import Iterable, Iterator
 
-import filelock
-
 from . import statefile
-from .errors import StateFileError, StateFileLocked
+from .errors import StateFileError
 from .model import JobRecord, JobRunningStatus
 
 
 @contextlib.contextmanager
 def owner_lock(path: str) -> Iterator[None]:
-    """Hold the state file's owner lock (as a supervisor does) or raise StateFileLocked naming the
-    owner. The one place that probes the lock from outside a batch."""
-    lock = filelock.FileLock(statefile.lock_path(path), timeout=0)
-    try:
-        lock.acquire()
-    except filelock.Timeout:
-        owner: dict[str, object] = {}
-        with contextlib.suppress(StateFileError):
-            state = statefile.load(path)
-            owner = state.supervisor if state else {}
-        pid, host = owner.get("pid"), owner.get("host")
-        raise StateFileLocked(
-            path, pid if isinstance(pid, int) else None, host if isinstance(host, str) else None
-        ) from None
+    """Hold the state file's owner lock (as a supervisor does) for the block, or raise
+    StateFileLocked naming the owner (statefile.acquire_lock, the one place that probes it)."""
+    lock = statefile.acquire_lock(path, owner_wait=1.0)
     try:
         yield
     finally:

@@ -65,7 +65,6 @@ def test_the_batch_lives_beside_the_jobs_file_and_running_again_resumes(tmp_path
     assert lines[-1].startswith("3 jobs in ") and lines[-1].endswith("1 ok, 1 failed, 1 blocked")
     assert "--- b: failed (exit code 3)" in first.stderr and "  | err-of-b" in first.stderr  # no log to open
     assert "run the same command again" in first.stderr and "Traceback" not in first.stderr
-    assert read_state(folder / "state.json")["jobs"]["b"]["reason"] == "exit code 3"
 
     # fixed: the same command resumes; a is not run again
     write_jobs(
@@ -81,6 +80,13 @@ def test_the_batch_lives_beside_the_jobs_file_and_running_again_resumes(tmp_path
     assert runs(tmp_path / "a.runs") == 1 and runs(tmp_path / "b.runs") == 2
     assert "1 done earlier (kept)" in second.stderr
     assert second.stdout.splitlines()[-1].endswith("2 ok, 1 done earlier")
+
+
+def test_the_state_file_explains_a_non_zero_exit(tmp_path):
+    jobs = write_jobs(tmp_path / "jobs.json", [{"id": "b", "commandLine": "exit 3", "shell": True}])
+    assert simplejob("run", jobs, cwd=tmp_path).returncode == 1
+    state = read_state(tmp_path / ".simplejob" / "jobs" / "state.json")
+    assert state["jobs"]["b"]["reason"] == "exit code 3"  # contract (c), in the lead's supervisor
 
 
 def test_state_file_and_log_directory_override_the_folder_and_report_prints_json(tmp_path):

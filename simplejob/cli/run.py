@@ -19,6 +19,7 @@ from .. import statefile
 from ..errors import CalledJobError, SupervisorDied
 from ..manager import JobManager
 from ..model import JobDefinition, JobRecord, JobRunningStatus, parse_contexts
+from ..scheduler import closure
 from . import dryrun, location, progress
 from .describe import blocked_by, counts, counts_line, seconds
 from .parser import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
@@ -35,13 +36,7 @@ def upstream(definitions: list[JobDefinition], targets: list[str]) -> list[str]:
             f"no job {', '.join(map(repr, unknown))} in the jobs file; the ids are listed by "
             "`simplejob run JOBS.json -n`"
         )
-    seen = set(targets)
-    stack = list(seen)
-    while stack:
-        for wait in by_id[stack.pop()].waiting:
-            if wait not in seen:
-                seen.add(wait)
-                stack.append(wait)
+    seen = closure({d.id: d.waiting for d in definitions}, targets)
     return [d.id for d in definitions if d.id in seen]
 
 
@@ -75,10 +70,7 @@ def command(args: argparse.Namespace) -> int:
         maxWorkers=args.maxWorkers,
         keepGoing=args.keepGoing,
     )
-    if args.targets:
-        manager.entry(contexts, targets=args.targets)  # type: ignore[call-arg]  # the lead's contract (b)
-    else:
-        manager.entry(contexts)
+    manager.entry(contexts, targets=args.targets or None)
     assert manager.stateFile is not None
     kept = sum(1 for job in manager.jobs if job.resumed and job.id in set(selected))
     where = location.shown_path(batch.folder) + "/" if batch.folder else location.shown_path(manager.stateFile)
