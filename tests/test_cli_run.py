@@ -147,7 +147,7 @@ def test_an_interrupted_run_exits_130_and_the_same_command_resumes_it(tmp_path, 
         proc.kill()
         proc.wait()
     assert proc.returncode == 130, err
-    assert "slow: interrupted" in out and "run the same command again" in err
+    assert "slow: interrupted" in out and "run the same command again" in err and reason in err
     state = read_state(tmp_path / ".simplejob" / "jobs" / "state.json")
     assert state["jobs"]["slow"]["runningStatus"] == "Interrupted"
     assert state["jobs"]["slow"]["reason"] == reason and state["supervisor"]["reason"] == reason  # contract (a)

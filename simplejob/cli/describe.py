@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import re
 import signal
 from collections import Counter
 
@@ -143,6 +144,9 @@ def log_path(log_dir: str | None, job_id: str) -> str | None:
     return os.path.join(log_dir, f"{job_id}.log") if log_dir else None
 
 
+ATTEMPT_LINE = re.compile(r"--- simplejob .*: job .* attempt \d+/\d+: ")
+
+
 def last_lines(path: str | None, count: int = 20) -> list[str]:
     """The last lines a job wrote (simplejob's own '--- simplejob' lines left out), for a failure."""
     if not path:
@@ -156,4 +160,7 @@ def last_lines(path: str | None, count: int = 20) -> list[str]:
     except OSError:
         return []
     lines = data.decode("utf-8", "replace").splitlines()
+    starts = [n for n, line in enumerate(lines) if ATTEMPT_LINE.match(line)]
+    if starts:  # the log is appended to by every run: only the last attempt's lines
+        lines = lines[starts[-1] + 1 :]
     return [line for line in lines if not line.startswith("--- simplejob ")][-count:]

@@ -60,6 +60,8 @@ def resolve_target(target: str) -> str:
     try:
         with open(target, encoding="utf-8") as f:
             head = f.read(1 << 16)
+    except FileNotFoundError:
+        raise ValueError(f"no state file (nor jobs file) at {target!r}") from None
     except OSError as error:
         raise ValueError(f"cannot read {target!r}: {error.strerror or error}") from None
     if '"jobContexts"' in head:

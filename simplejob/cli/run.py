@@ -165,7 +165,7 @@ def _finish(
     print(summary, file=sys.stderr if (args.report or args.referenceForm) else sys.stdout, flush=True)
     hint = _resume_hint(args, batch, manager.stateFile)
     if interrupted:
-        _say(f"{interrupted}; the running jobs were stopped and recorded as interrupted; {hint}")
+        _say(f"interrupted; the running jobs were stopped and recorded as Interrupted ({interrupted}); {hint}")
         return EXIT_INTERRUPTED
     if died is not None:
         _say(f"the simplejob supervisor (pid {died.pid}) died before the batch finished; {hint}")

@@ -24,9 +24,9 @@ from rich.live import Live
 from rich.text import Text
 
 from .. import statefile
-from ..model import JobDefinition, JobRecord, JobRunningStatus, parse_contexts
+from ..model import JobDefinition, JobRecord, JobRunningStatus, format_elapsed, parse_contexts
 from . import location
-from .describe import CATEGORIES, blocked_by, category, counts, counts_line, log_path, outcome, seconds
+from .describe import CATEGORIES, blocked_by, category, counts, counts_line, log_path, outcome
 from .parser import EXIT_FAILED, EXIT_NOT_FINISHED, EXIT_OK
 
 
@@ -83,7 +83,7 @@ def read(target: str) -> View:
     if state is None:
         if path != os.path.abspath(target) and os.path.isfile(target) and not os.path.isdir(target):
             return _never_run(path, parse_contexts(location.read_jobs_file(target)))
-        raise ValueError(f"no batch at {target!r}: no state file {path!r}")
+        raise ValueError(f"no batch at {target!r}: no state file {path!r} (has it run?)")
     supervisor = state.supervisor
     if supervisor.get("running"):
         batch = "running" if supervisor_alive(supervisor) else "stopped"
@@ -94,37 +94,36 @@ def read(target: str) -> View:
 
 
 def _note(view: View, record: JobRecord) -> str:
+    """Failures said plainly (with the log to read), blocked jobs with what blocks them."""
     status = record.runningStatus
+    log = log_path(view.log_dir, record.id)
+    see = f"; log: {location.shown_path(log)}" if log and os.path.exists(log) else ""
     if record.id in view.blocked:
-        return "waits on a failed job"
+        causes = view.blocked[record.id]
+        return f"blocked by {', '.join(causes[:3])}{' ...' if len(causes) > 3 else ''} (failed): never runs this time"
     if record.resumed:
-        return "done in an earlier run, kept"
+        return "resumed (done earlier)"
     if status == JobRunningStatus.Running and view.batch != "running":
-        return "its supervisor is gone: runs again on the next run"
-    if status == JobRunningStatus.Ready and view.batch in ("finished", "interrupted", "stopped"):
+        return "its supervisor is gone: runs again on resume"
+    if record.failure():
+        reason = record.reason if record.reason and not record.reason.startswith("exit code") else ""
+        return f"FAILED: {outcome(record)}" + (f" ({reason})" if reason else "") + see
+    if status == JobRunningStatus.Ready and view.finished:
         failed = any(r.failure() for r in view.records.values())
         return "not reached: the batch stopped after a failure" if failed else "not run (not a target)"
-    reason = record.reason or ""
-    return "" if reason.startswith("exit code") else reason
+    return record.reason or ""
 
 
 def shown_status(view: View, record: JobRecord) -> str:
-    if record.id in view.blocked:
-        return (
-            "blocked by "
-            + ", ".join(view.blocked[record.id][:3])
-            + (" ..." if len(view.blocked[record.id]) > 3 else "")
-        )
-    if record.runningStatus == JobRunningStatus.Running and record.attempts > 1:
-        return f"running (attempt {record.attempts})"
-    return outcome(record)
+    """The state file's status, except Blocked for a Ready job that waits on a failed one."""
+    return "Blocked" if record.id in view.blocked else record.runningStatus.name
 
 
 def _batch_line(view: View) -> str:
     sup = view.supervisor
     pid, host = sup.get("pid"), sup.get("host")
     if view.batch == "running":
-        return f"batch running (supervisor pid {pid} on {host})"
+        return f"batch running: supervisor pid {pid} on {host}"
     if view.batch == "stopped":
         return f"batch stopped: its supervisor (pid {pid} on {host}) is gone; `simplejob run` resumes it"
     if view.batch == "not started":
@@ -135,22 +134,21 @@ def _batch_line(view: View) -> str:
 
 def table(view: View) -> str:
     now = time.time()
-    header = ("ID", "STATUS", "ATTEMPTS", "START", "ELAPSED", "LOG", "NOTE")
+    header = ("ID", "STATUS", "EXIT", "ATTEMPTS", "START", "ELAPSED", "NOTE")
     rows = [header]
     for record in view.records.values():
         elapsed = record.elapsedSeconds
         if record.runningStatus == JobRunningStatus.Running and record.startTimestamp is not None:
             elapsed = max(0.0, now - record.startTimestamp)  # so far
-        log = log_path(view.log_dir, record.id)
-        shown_log = location.shown_path(log) if log and os.path.exists(log) else "-"
+        exit_code = "" if record.exitCode is None else str(record.exitCode)
         rows.append(
             (
                 record.id,
                 shown_status(view, record),
+                exit_code,
                 str(record.attempts),
                 record.startDateTime or "",
-                seconds(elapsed),
-                shown_log,
+                format_elapsed(elapsed) or "",
                 _note(view, record),
             )
         )
@@ -159,13 +157,14 @@ def table(view: View) -> str:
         ("  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)) + "  " + row[-1]).rstrip()
         for row in rows
     ]
+    statuses = Counter(shown_status(view, r) for r in view.records.values())
+    order = [s.name for s in JobRunningStatus] + ["Blocked"]
     lines.append("")
-    lines.append(f"{len(view.records)} jobs: {counts_line(counts(view.records, view.blocked))}")
-    statuses = Counter(r.runningStatus for r in view.records.values())
-    lines.append("in the state file: " + ", ".join(f"{statuses[s]} {s.name}" for s in JobRunningStatus if statuses[s]))
+    lines.append(f"{len(view.records)} jobs: " + ", ".join(f"{statuses[s]} {s}" for s in order if statuses[s]))
+    lines.append(f"outcome: {counts_line(counts(view.records, view.blocked))}")
     lines.append(_batch_line(view))
     if view.log_dir:
-        lines.append(f"logs: {location.shown_path(view.log_dir)}/<id>.log")
+        lines.append(f"logs: {location.shown_path(view.log_dir)}/<id>.log (simplejob logs TARGET ID)")
     return "\n".join(lines) + "\n"
 
 
