@@ -34,7 +34,7 @@ def test_status_shows_failures_and_blocked_jobs_and_exits_1(failed_batch):
     result = simplejob("status", jobs, cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     rows = {line.split()[0]: line for line in result.stdout.splitlines()[1:5]}
-    assert "FAILED: failed (exit code 3)" in rows["b"] and "log: .simplejob/jobs/logs/b.log" in rows["b"]
+    assert "FAILED (exit code 3); log: " in rows["b"] and "log: .simplejob/jobs/logs/b.log" in rows["b"]
     assert rows["c"].split()[1] == "Blocked" and "blocked by b (failed)" in rows["c"]
     assert rows["d"].split()[1:3] == ["Completed", "0"]
     assert "4 jobs: 3 Completed, 1 Blocked" in result.stdout and "outcome: 2 ok, 1 failed, 1 blocked" in result.stdout

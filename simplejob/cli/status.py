@@ -107,7 +107,9 @@ def _note(view: View, record: JobRecord) -> str:
         return "its supervisor is gone: runs again on resume"
     if record.failure():
         reason = record.reason if record.reason and not record.reason.startswith("exit code") else ""
-        return f"FAILED: {outcome(record)}" + (f" ({reason})" if reason else "") + see
+        said = outcome(record)  # "failed (exit code 3)", "timed out": the first words in capitals
+        head = said.split(" (")[0]
+        return head.upper() + said[len(head) :] + (f" ({reason})" if reason else "") + see
     if status == JobRunningStatus.Ready and view.finished:
         failed = any(r.failure() for r in view.records.values())
         return "not reached: the batch stopped after a failure" if failed else "not run (not a target)"
