@@ -1,10 +1,11 @@
 """SimpleJob (alias Job): one command, run the same way as a batch of one."""
+
 from __future__ import annotations
 
 from typing import Any
 
 from .manager import JobManager
-from .model import DEFAULT_KILL_GRACE, JobRunningStatus
+from .model import DEFAULT_KILL_GRACE, JobRecord, JobRunningStatus
 from .report import Report
 
 
@@ -15,15 +16,35 @@ class SimpleJob:
         self._manager: JobManager | None = None
         self.id: str | None = None
 
-    def entry(self, commandLine: str | list[str], id: str = "", timeout: float | None = None, retry: int = 0,
-              delay: float = 0, backoff: float = 1, logOutputDirectory: str = "", waiting: list[str] | None = None,
-              waits: list[str] | None = None, cwd: str | None = None, env: dict[str, str] | None = None,
-              shell: bool = False, killGrace: float = DEFAULT_KILL_GRACE, stateFile: str | None = None) -> None:
+    def entry(
+        self,
+        commandLine: str | list[str],
+        id: str = "",
+        timeout: float | None = None,
+        retry: int = 0,
+        delay: float = 0,
+        backoff: float = 1,
+        logOutputDirectory: str = "",
+        waiting: list[str] | None = None,
+        waits: list[str] | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        shell: bool = False,
+        killGrace: float = DEFAULT_KILL_GRACE,
+        stateFile: str | None = None,
+    ) -> None:
         if waiting or waits:
             raise ValueError("a SimpleJob cannot wait on other jobs; use a JobManager for jobs that wait")
         context: dict[str, Any] = {
-            "commandLine": commandLine, "timeout": timeout, "retry": retry, "delay": delay, "backoff": backoff,
-            "cwd": cwd, "env": env, "shell": shell, "killGrace": killGrace,
+            "commandLine": commandLine,
+            "timeout": timeout,
+            "retry": retry,
+            "delay": delay,
+            "backoff": backoff,
+            "cwd": cwd,
+            "env": env,
+            "shell": shell,
+            "killGrace": killGrace,
         }
         if id:
             context["id"] = id
@@ -50,7 +71,7 @@ class SimpleJob:
         return self.runningStatus == JobRunningStatus.Running
 
     @property
-    def _record(self):
+    def _record(self) -> JobRecord:
         return self._require_entry().jobs[0]
 
     @property

@@ -3,6 +3,7 @@
 Only data lives here (no processes, no files), so that the manager, the supervisor and
 the state file all share one definition of what a job is.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +13,6 @@ import math
 import os
 import re
 import shlex
-from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -49,12 +49,31 @@ ALLOWED = {
 }
 
 CONTEXT_KEYS = (
-    "id", "commandLine", "waiting", "waits", "timeout", "retry", "delay", "backoff",
-    "cwd", "env", "shell", "killGrace",
+    "id",
+    "commandLine",
+    "waiting",
+    "waits",
+    "timeout",
+    "retry",
+    "delay",
+    "backoff",
+    "cwd",
+    "env",
+    "shell",
+    "killGrace",
 )
 # The fields that define what a job does: a resumed job is skipped only if all are unchanged.
 DEFINITION_FIELDS = (
-    "commandLine", "waiting", "timeout", "retry", "delay", "backoff", "cwd", "env", "shell", "killGrace",
+    "commandLine",
+    "waiting",
+    "timeout",
+    "retry",
+    "delay",
+    "backoff",
+    "cwd",
+    "env",
+    "shell",
+    "killGrace",
 )
 MAX_ID_LENGTH = 200  # leaves room for ".log" within the usual 255-byte file-name limit
 _CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f]")
@@ -115,8 +134,18 @@ class JobRecord:
     resumed: bool = False
 
     STATE_FIELDS = (
-        "runningStatus", "exitCode", "retried", "attempts", "startDateTime", "finishDateTime",
-        "elapsedSeconds", "startTimestamp", "pid", "attemptStartTimestamp", "reason", "resumed",
+        "runningStatus",
+        "exitCode",
+        "retried",
+        "attempts",
+        "startDateTime",
+        "finishDateTime",
+        "elapsedSeconds",
+        "startTimestamp",
+        "pid",
+        "attemptStartTimestamp",
+        "reason",
+        "resumed",
     )
 
     @property
@@ -254,10 +283,25 @@ def _is_number(value: Any) -> bool:
 def _default_id(commandLine: Any) -> str | None:
     """The base name of the first command-line argument, as documented."""
     try:
-        first = commandLine[0] if isinstance(commandLine, list) else split_command(commandLine)[0]
-    except (ValueError, IndexError, TypeError):
+        if isinstance(commandLine, list):
+            first = commandLine[0]
+        elif isinstance(commandLine, str):
+            first = split_command(commandLine)[0]
+        else:
+            return None
+    except (ValueError, IndexError):
         return None
     return os.path.basename(first) if isinstance(first, str) else None
+
+
+SHOWN_ID_LENGTH = 60  # characters of an id quoted in a message; the rest is elided
+
+
+def shown_id(job_id: str) -> str:
+    """An id as messages quote it: repr(), shortened when very long (a 10 kB id buries the message)."""
+    if len(job_id) <= SHOWN_ID_LENGTH:
+        return repr(job_id)
+    return repr(job_id[:SHOWN_ID_LENGTH]) + f"... ({len(job_id)} characters)"
 
 
 def id_problem(job_id: Any) -> str | None:
@@ -273,7 +317,7 @@ def id_problem(job_id: Any) -> str | None:
     return None
 
 
-def _check_command(name: str, context: dict, problems: _Problems) -> str | list[str] | None:
+def _check_command(name: str, context: dict[str, Any], problems: _Problems) -> str | list[str] | None:
     command = context.get("commandLine")
     shell = context.get("shell", False)
     if command is None or command == "" or command == []:
@@ -304,8 +348,17 @@ def _check_command(name: str, context: dict, problems: _Problems) -> str | list[
     return command
 
 
-def _check_number(name: str, context: dict, key: str, default: Any, problems: _Problems, *,
-                  integer: bool = False, positive: bool = False, optional: bool = False) -> Any:
+def _check_number(
+    name: str,
+    context: dict[str, Any],
+    key: str,
+    default: Any,
+    problems: _Problems,
+    *,
+    integer: bool = False,
+    positive: bool = False,
+    optional: bool = False,
+) -> Any:
     value = context.get(key, default)
     if value is None and optional:
         return None
@@ -319,15 +372,27 @@ def _check_number(name: str, context: dict, key: str, default: Any, problems: _P
     return value
 
 
-def _check_context(index: int, context: Any, problems: _Problems) -> JobDefinition | None:
+@dataclasses.dataclass
+class _Checked:
+    """One job context after its own checks: what the checks across jobs (ids, waits) need."""
+
+    id: str | None  # None when the id is unusable
+    id_from_command: bool  # no "id" given: it was taken from the command
+    name: str  # how messages name the job
+    waiting: list[str]
+    definition: JobDefinition | None  # None when the context has a problem
+
+
+def _check_context(index: int, context: Any, problems: _Problems) -> _Checked:
     if not isinstance(context, dict):
         problems.add(f"#{index}", f"a job context must be a dict, not {type(context).__name__}")
-        return None
+        return _Checked(None, False, f"#{index}", [], None)
     unknown = sorted(set(context) - set(CONTEXT_KEYS), key=str)
     job_id = context.get("id")
-    if job_id is None or job_id == "":
+    id_from_command = job_id is None  # an explicit "" is refused below, like any other bad id
+    if id_from_command:
         job_id = _default_id(context.get("commandLine"))
-    name = repr(job_id) if isinstance(job_id, str) and job_id else f"#{index}"
+    name = shown_id(job_id) if isinstance(job_id, str) and job_id else f"#{index}"
     if unknown:
         problems.add(name, f"unknown key(s) {unknown}; the known keys are {list(CONTEXT_KEYS)}")
     bad_id = id_problem(job_id)
@@ -357,12 +422,24 @@ def _check_context(index: int, context: Any, problems: _Problems) -> JobDefiniti
     shell = context.get("shell", False)
     if not isinstance(shell, bool):
         problems.add(name, f"shell must be true or false, not {shell!r}")
-    if bad_id or command is None:
-        return None
-    return JobDefinition(
-        id=job_id, commandLine=command, waiting=list(dict.fromkeys(waiting)), timeout=timeout,
-        retry=retry, delay=delay, backoff=backoff, cwd=cwd, env=env, shell=shell, killGrace=kill_grace,
+    usable_id = None if bad_id else job_id
+    waiting = list(dict.fromkeys(waiting))
+    if usable_id is None or command is None:
+        return _Checked(usable_id, id_from_command, name, waiting, None)
+    definition = JobDefinition(
+        id=usable_id,
+        commandLine=command,
+        waiting=waiting,
+        timeout=timeout,
+        retry=retry,
+        delay=delay,
+        backoff=backoff,
+        cwd=cwd,
+        env=env,
+        shell=shell,
+        killGrace=kill_grace,
     )
+    return _Checked(usable_id, id_from_command, name, waiting, definition)
 
 
 def parse_contexts(contexts: Iterable[dict[str, Any]]) -> list[JobDefinition]:
@@ -373,21 +450,28 @@ def parse_contexts(contexts: Iterable[dict[str, Any]]) -> list[JobDefinition]:
     if isinstance(contexts, (str, bytes, dict)) or not isinstance(contexts, Iterable):
         raise ValueError(f"jobContexts must be a list of dicts, not {type(contexts).__name__}")
     problems = _Problems()
-    definitions = [_check_context(i, context, problems) for i, context in enumerate(contexts)]
-    problems.raise_if_any("invalid job contexts")
-    jobs: list[JobDefinition] = definitions  # type: ignore[assignment]  # None only with problems
-
-    for job_id, count in Counter(job.id for job in jobs).items():
-        if count > 1:
-            problems.add(repr(job_id), f"the id is used by {count} jobs; give each job its own \"id\"")
-    problems.raise_if_any("duplicate job ids")
-
-    known = {job.id for job in jobs}
-    for job in jobs:
-        unknown_waits = [w for w in job.waiting if w not in known]
+    checked = [_check_context(i, context, problems) for i, context in enumerate(contexts)]
+    # Checks across jobs run on every usable id even when some context has a problem, so that one
+    # error lists everything (a bad commandLine must not hide an unknown wait elsewhere).
+    by_id: dict[str, list[_Checked]] = {}
+    for job in checked:
+        if job.id is not None:
+            by_id.setdefault(job.id, []).append(job)
+    for same in by_id.values():
+        if len(same) > 1:
+            taken = sum(job.id_from_command for job in same)
+            why = (
+                (f' ({taken} of them have no "id": it was taken from the command, the base name of its first argument)')
+                if taken
+                else ""
+            )
+            problems.add(same[0].name, f'the id is used by {len(same)} jobs{why}; give each job its own "id"')
+    for job in checked:
+        unknown_waits = [w for w in job.waiting if w not in by_id]
         if unknown_waits:
-            problems.add(repr(job.id), f"waits on unknown id(s) {unknown_waits}")
-    problems.raise_if_any("unknown ids in waiting")
+            problems.add(job.name, "waits on unknown id(s) " + ", ".join(shown_id(w) for w in unknown_waits))
+    problems.raise_if_any("invalid job contexts")
+    jobs = [job.definition for job in checked if job.definition is not None]
 
     find_cycle(jobs)
     return jobs
@@ -401,6 +485,5 @@ def find_cycle(jobs: list[JobDefinition]) -> None:
     except graphlib.CycleError as error:
         cycle = error.args[1]
         raise ValueError(
-            "circular waits: " + " -> ".join(repr(job_id) for job_id in cycle)
-            + "; remove one of these waits"
+            "circular waits: " + " -> ".join(shown_id(job_id) for job_id in cycle) + "; remove one of these waits"
         ) from None

@@ -36,9 +36,10 @@ FOLLOW_INTERVAL = 0.05  # seconds between the follower's reads of the journal
 # `timeout -s KILL`, `kill -- -PGID`) reaches the caller alone, and the supervisor, which watches
 # the caller (the end of its stdin, its parent pid), stops the batch in order when the caller dies.
 # Ctrl-C reaches the caller, whose KeyboardInterrupt stops the batch (SupervisorRun.wait).
-OWN_SESSION: dict[str, Any] = (
-    {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if sys.platform == "win32" else {"start_new_session": True}
-)
+if sys.platform == "win32":
+    NEW_GROUP = subprocess.CREATE_NEW_PROCESS_GROUP
+else:
+    NEW_GROUP = 0  # start_new_session instead
 
 
 class Follower:
@@ -112,7 +113,8 @@ class SupervisorRun:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,
-            **OWN_SESSION,
+            start_new_session=sys.platform != "win32",
+            creationflags=NEW_GROUP,
         )
         assert proc.stdin is not None and proc.stdout is not None
         self.proc, self.stdin = proc, proc.stdin

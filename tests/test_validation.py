@@ -1,4 +1,5 @@
 """entry() validation: bad job contexts raise ValueError naming the offending ids; nothing starts."""
+
 from __future__ import annotations
 
 import os
@@ -101,13 +102,25 @@ def test_a_100000_job_chain_validates_without_recursion():
 
 
 def test_entry_accepts_the_documented_keys_and_defaults():
-    manager = entry([
-        {"id": "hoge", "commandLine": "sleep 1"},
-        {"commandLine": "/bin/echo hi", "waits": ["hoge"]},
-        {"id": "list", "commandLine": ["printf", "%s\n", "a b"], "waiting": ["hoge", "echo"], "timeout": 0.5,
-         "retry": 2, "delay": 0.1, "backoff": 2, "cwd": ".", "env": {"A": "1"}, "killGrace": 0.2},
-        {"id": "piped", "commandLine": "echo a | cat", "shell": True},
-    ])
+    manager = entry(
+        [
+            {"id": "hoge", "commandLine": "sleep 1"},
+            {"commandLine": "/bin/echo hi", "waits": ["hoge"]},
+            {
+                "id": "list",
+                "commandLine": ["printf", "%s\n", "a b"],
+                "waiting": ["hoge", "echo"],
+                "timeout": 0.5,
+                "retry": 2,
+                "delay": 0.1,
+                "backoff": 2,
+                "cwd": ".",
+                "env": {"A": "1"},
+                "killGrace": 0.2,
+            },
+            {"id": "piped", "commandLine": "echo a | cat", "shell": True},
+        ]
+    )
     ids = [job.id for job in manager.jobs]
     assert ids == ["hoge", "echo", "list", "piped"]  # the default id is the base name of argv[0]
     assert all(job.runningStatus == JobRunningStatus.Ready for job in manager.jobs)
@@ -130,3 +143,52 @@ def test_bad_max_workers_is_rejected(workers):
 
 def test_max_workers_defaults_to_the_cpu_count():
     assert JobManager().maxWorkers == os.cpu_count()
+
+
+# --- issue 9: fixes found while building the command line -------------------------------------
+
+
+def test_a_missing_command_line_of_a_simple_job_is_a_value_error():
+    from simplejob import SimpleJob
+
+    with pytest.raises(ValueError, match="commandLine"):
+        SimpleJob().entry(commandLine=None)
+
+
+def test_an_explicit_empty_id_is_refused_even_when_the_command_would_give_one():
+    with pytest.raises(ValueError, match="id must be a non-empty string"):
+        entry([{"id": "", "commandLine": "true"}])
+
+
+def test_a_duplicate_id_taken_from_the_command_says_so():
+    with pytest.raises(ValueError) as error:
+        entry([{"commandLine": "sleep 1"}, {"commandLine": "/bin/sleep 2"}])
+    message = str(error.value)
+    assert "'sleep'" in message and "2 jobs" in message and "taken from the command" in message
+    with pytest.raises(ValueError) as error:
+        entry([{"id": "a", "commandLine": "true"}, {"id": "a", "commandLine": "true"}])
+    assert "taken from the command" not in str(error.value)
+
+
+def test_a_very_long_id_is_shortened_in_messages():
+    long_id = "x" * 5000
+    with pytest.raises(ValueError) as error:
+        entry([{"id": long_id, "commandLine": "true", "waiting": ["nope"]}])
+    message = str(error.value)
+    assert len(message) < 400 and "5000 characters" in message and "'nope'" in message
+
+
+def test_every_problem_of_a_batch_is_reported_at_once():
+    contexts = [
+        {"id": "bad-command", "commandLine": 42},
+        {"id": "bad-wait", "commandLine": "true", "waiting": ["ghost"]},
+        {"id": "dup", "commandLine": "true"},
+        {"id": "dup", "commandLine": "true", "waiting": ["bad-command"]},  # a wait on an invalid job is known
+    ]
+    with pytest.raises(ValueError) as error:
+        entry(contexts)
+    message = str(error.value)
+    assert "'bad-command': commandLine" in message
+    assert "'bad-wait': waits on unknown id(s) 'ghost'" in message
+    assert "'dup': the id is used by 2 jobs" in message
+    assert message.count("unknown") == 1

@@ -14,6 +14,7 @@ killed    a batch whose supervisor was SIGKILLed less than a second after it sta
 
 Run it again only for a new schema version (keep the old directories: they must keep loading).
 """
+
 from __future__ import annotations
 
 import os
@@ -52,8 +53,15 @@ def finished(directory: str) -> None:
         {"id": "ok", "commandLine": "echo $GREETING", "shell": True, "env": {"GREETING": "hello"}, "cwd": "/"},
         {"id": "fails", "commandLine": "sh -c 'exit 3'"},
         {"id": "blocked", "commandLine": "true", "waiting": ["fails"]},
-        {"id": "retryout", "commandLine": "sleep 5", "timeout": 0.1, "retry": 1, "delay": 0.05, "backoff": 2,
-         "killGrace": 0.5},
+        {
+            "id": "retryout",
+            "commandLine": "sleep 5",
+            "timeout": 0.1,
+            "retry": 1,
+            "delay": 0.05,
+            "backoff": 2,
+            "killGrace": 0.5,
+        },
         {"id": "cancelled", "commandLine": "sleep 30", "killGrace": 0.5},
         {"id": "interrupted", "commandLine": "sleep 30", "killGrace": 0.5, "waiting": ["done-earlier"]},
     ]
@@ -62,10 +70,20 @@ def finished(directory: str) -> None:
     second.runAllReadyJobs()
     wait_until(lambda: statuses(second)["cancelled"] == "Running")
     second.cancel("cancelled")
-    wait_until(lambda: statuses(second) == {
-        "done-earlier": "Completed", "ok": "Completed", "fails": "Completed", "blocked": "Ready",
-        "retryout": "RetryOut", "cancelled": "Cancelled", "interrupted": "Running",
-    })
+    wait_until(
+        lambda: (
+            statuses(second)
+            == {
+                "done-earlier": "Completed",
+                "ok": "Completed",
+                "fails": "Completed",
+                "blocked": "Ready",
+                "retryout": "RetryOut",
+                "cancelled": "Cancelled",
+                "interrupted": "Running",
+            }
+        )
+    )
     os.kill(load(path).supervisor["pid"], signal.SIGTERM)
     try:
         second.join()
