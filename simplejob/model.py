@@ -442,6 +442,14 @@ def _check_context(index: int, context: Any, problems: _Problems) -> _Checked:
     return _Checked(usable_id, id_from_command, name, waiting, definition)
 
 
+def validate_definition(job_id: Any, definition: dict[str, Any]) -> str | None:
+    """Why a job's definition as a state file holds it (DEFINITION_FIELDS, by name) could not have
+    come from entry(), or None: the state file's reader trusts nothing it has not checked."""
+    problems = _Problems()
+    _check_context(0, {"id": job_id, **definition}, problems)
+    return "; ".join(line.split(": ", 1)[1] for line in problems.lines) or None
+
+
 def parse_contexts(contexts: Iterable[dict[str, Any]]) -> list[JobDefinition]:
     """Validate job contexts (the documented dicts) and return their definitions, in entry order.
 

@@ -550,7 +550,7 @@ def test_the_v1_example_of_a_killed_batch_still_loads_with_its_journal():
     assert records["long"].pid == 4941 and records["second"].definition.commandLine == ["echo", "second"]
     plan = resume.plan([record.definition for record in records.values()], state)
     assert plan.kept == {"first", "second"}
-    assert plan.orphans == [(4941, records["long"].startTimestamp, 0.5)]  # to be killed (not here: a plan)
+    assert plan.orphans == [("long", 4941, records["long"].startTimestamp, 0.5)]  # to be killed (not here: a plan)
 
 
 @pytest.mark.parametrize("example", ["v1-finished", "v1-killed"])
