@@ -135,8 +135,10 @@ def _parse_snapshot(path: str, text: str) -> State:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise StateFileError(path, f"is not valid JSON ({error}); fix or move it, or use another stateFile") from None
-    if isinstance(data, dict) and data.get("schemaVersion", 0) != SCHEMA_VERSION and _is_integer(
-        data.get("schemaVersion")
+    if (
+        isinstance(data, dict)
+        and data.get("schemaVersion", 0) != SCHEMA_VERSION
+        and _is_integer(data.get("schemaVersion"))
     ):
         raise StateFileError(
             path,
