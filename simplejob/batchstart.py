@@ -64,14 +64,14 @@ def open_batch(
     try:
         old = statefile.load(path)
         if options["logOutputDirectory"]:
-            os.makedirs(options["logOutputDirectory"], exist_ok=True)
+            os.makedirs(options["logOutputDirectory"], mode=0o700, exist_ok=True)
     except StateFileError as error:
         lock.release()
         raise Refused({"error": "state", "problem": error.problem}) from None
     except OSError as error:
         lock.release()
         raise Refused({"error": "log", "problem": f"cannot create logOutputDirectory: {error}"}) from None
-    definitions = [JobDefinition.from_json(job["id"], job) for job in spec["jobs"]]
+    definitions = [JobDefinition.from_spec(job["id"], job) for job in spec["jobs"]]
     plan = resume.plan(definitions, old)
     for job_id, pid, started, grace in plan.orphans:
         reason = stop_orphan(pid, started, grace)

@@ -41,7 +41,7 @@ def plan(definitions: list[JobDefinition], old: State | None) -> Plan:
             previous is not None
             and previous.runningStatus == JobRunningStatus.Completed
             and previous.exitCode == 0
-            and previous.definition.to_json() == new.definition.to_json()
+            and not previous.definition.changed_fields(new.definition)
             and all(w in result.kept for w in new.definition.waiting)
         ):
             kept = JobRecord.from_json(job_id, previous.to_json())

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -62,7 +63,7 @@ def acquire_lock(path: str, *, owner_wait: float = 0.0) -> filelock.BaseFileLock
     """
     import filelock  # here: readers of the state file (the CLI's status) do not need it
 
-    lock = filelock.FileLock(lock_path(path), timeout=0)
+    lock = filelock.FileLock(lock_path(path), timeout=0, mode=0o600)  # >= 3.20.1: never through a symlink
     try:
         lock.acquire()
     except filelock.Timeout:
@@ -130,6 +131,42 @@ class State:
             self.supervisor.update(line["supervisor"])
 
 
+def open_regular(path: str) -> int | None:
+    """Open a file of the state for reading, or None if there is none. Anything but a regular file
+    (a FIFO, whose open would block; a directory; a device; a dangling or looping symlink) is a
+    StateFileError naming the path: it is never read, and never replaced."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise StateFileError(
+                path, f"is a symbolic link to {os.readlink(path)!r}, which does not exist: remove the link"
+            ) from None
+        return None
+    except OSError as error:
+        raise StateFileError(path, f"cannot be opened ({error.strerror}): use a regular file") from None
+    kind = os.fstat(fd).st_mode
+    if not stat.S_ISREG(kind):
+        os.close(fd)
+        raise StateFileError(path, f"is {_kind_of(kind)}, not a regular file: remove it or use another stateFile")
+    if hasattr(os, "O_NONBLOCK"):
+        os.set_blocking(fd, True)
+    return fd
+
+
+def _kind_of(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
 def _parse_snapshot(path: str, text: str) -> State:
     try:
         data = json.loads(text)
@@ -179,11 +216,12 @@ def load(path: str) -> State | None:
 def follow(path: str) -> tuple[State, JournalTail] | None:
     """Read the current state and keep following its journal (JournalTail.read_into)."""
     for _ in range(20):  # a new run starting between reading the two files is retried
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except FileNotFoundError:
+        fd = open_regular(path)
+        if fd is None:
             return None
+        try:
+            with os.fdopen(fd, "rb") as f:
+                text = f.read().decode()
         except (OSError, UnicodeDecodeError) as error:
             raise StateFileError(path, f"cannot be read ({error})") from None
         state = _parse_snapshot(path, text)
@@ -210,9 +248,8 @@ class JournalTail:
         self.generation: int | None = None
         self.buffer = b""
         self.position = 0
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
+        fd = open_regular(self.path)
+        if fd is None:
             return
         with os.fdopen(os.dup(fd), "rb") as f:
             header = f.readline()
