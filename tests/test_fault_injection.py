@@ -275,5 +275,5 @@ def test_sigkill_at_random_moments_loses_nothing_and_runs_nothing_twice(tmp_path
     assert reader.failures == [], f"{len(reader.failures)} unparsable snapshots: {reader.failures[:3]} {about}"
     assert reader.parsed > 0
     assert kills >= ROUNDS // 3, f"only {kills} of {ROUNDS} rounds killed a supervisor {about}"
-    leftovers = sorted(p.name for p in tmp_path.iterdir() if ".tmp." in p.name)
+    leftovers = sorted(p.name for p in tmp_path.iterdir() if ".tmp" in p.name)
     assert leftovers == [], f"temporary files of killed writers left: {leftovers} {about}"
