@@ -61,6 +61,8 @@ CONTEXT_KEYS = (
     "env",
     "shell",
     "killGrace",
+    "priority",
+    "resources",
 )
 # The fields that define what a job does: a resumed job is skipped only if all are unchanged.
 DEFINITION_FIELDS = (
@@ -74,6 +76,8 @@ DEFINITION_FIELDS = (
     "env",
     "shell",
     "killGrace",
+    "priority",
+    "resources",
 )
 MAX_ID_LENGTH = 200  # leaves room for ".log" within the usual 255-byte file-name limit
 _CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f]")
@@ -94,6 +98,8 @@ class JobDefinition:
     env: dict[str, str] | None = None
     shell: bool = False
     killGrace: float = DEFAULT_KILL_GRACE
+    priority: int = 0  # among ready jobs, higher starts first
+    resources: dict[str, float] | None = None  # name -> amount held while an attempt runs
 
     def to_json(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in DEFINITION_FIELDS}
@@ -372,6 +378,19 @@ def _check_number(
     return value
 
 
+def _check_resources(name: str, resources: Any, problems: _Problems) -> dict[str, float] | None:
+    """{resource name: amount > 0}; an empty mapping is the same as none (None)."""
+    if resources is None:
+        return None
+    if not (
+        isinstance(resources, dict)
+        and all(isinstance(k, str) and k and _is_number(v) and v > 0 for k, v in resources.items())
+    ):
+        problems.add(name, f'resources must map names to amounts > 0, e.g. {{"gpu": 1}}, not {resources!r}')
+        return None
+    return dict(resources) or None
+
+
 @dataclasses.dataclass
 class _Checked:
     """One job context after its own checks: what the checks across jobs (ids, waits) need."""
@@ -422,6 +441,11 @@ def _check_context(index: int, context: Any, problems: _Problems) -> _Checked:
     shell = context.get("shell", False)
     if not isinstance(shell, bool):
         problems.add(name, f"shell must be true or false, not {shell!r}")
+    priority = context.get("priority", 0)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        problems.add(name, f"priority must be an integer (higher starts first), not {priority!r}")
+        priority = 0
+    resources = _check_resources(name, context.get("resources"), problems)
     usable_id = None if bad_id else job_id
     waiting = list(dict.fromkeys(waiting))
     if usable_id is None or command is None:
@@ -438,6 +462,8 @@ def _check_context(index: int, context: Any, problems: _Problems) -> _Checked:
         env=env,
         shell=shell,
         killGrace=kill_grace,
+        priority=priority,
+        resources=resources,
     )
     return _Checked(usable_id, id_from_command, name, waiting, definition)
 

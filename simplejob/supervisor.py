@@ -53,6 +53,10 @@ def scheduler_for(records: dict[str, JobRecord], options: BatchOptions, clock: C
         failed=any(r.failure() for r in records.values()),
         keep_going=bool(options.get("keepGoing")),
         targets=options.get("targets"),
+        priorities={job_id: r.definition.priority for job_id, r in records.items() if r.definition.priority},
+        needs={job_id: r.definition.resources for job_id, r in records.items() if r.definition.resources},
+        # on Dask the workers' own resources cap what runs (Dask holds a task until one fits)
+        capacities=None if options.get("dask") else options.get("resources", {}),
         clock=clock,
     )
 
@@ -194,6 +198,8 @@ class Supervisor:
             "timeout": definition.timeout,
             "killGrace": definition.killGrace,
             "log": os.path.join(self.log_dir, f"{record.id}.log") if self.log_dir else None,
+            "priority": definition.priority,
+            "resources": definition.resources,
         }
 
     def _begin(self, record: JobRecord, t: float, pid: int | None) -> dict[str, Any]:
