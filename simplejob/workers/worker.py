@@ -24,6 +24,7 @@ import os
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -112,7 +113,13 @@ class Attempt:
         """Start the process; on failure returns (exit code, reason)."""
         spec = self.spec
         if spec["log"]:
-            self.log = open(spec["log"], "ab", buffering=0)
+            try:
+                self.log = open(spec["log"], "ab", buffering=0)
+            except OSError as error:  # on a cluster: the log directory is not shared with this machine
+                return 126, (
+                    f"cannot start: cannot open its log file {spec['log']!r} on host {socket.gethostname()}: "
+                    f"{error.strerror or error} (the log directory must be on a filesystem every worker shares)"
+                )
             self.note(f"job {self.id!r} attempt {spec['attempt']}/{spec['attempts']}: {spec['command_text']}")
         env = {**os.environ, **spec["env"]} if spec["env"] else None
         output = self.log if self.log is not None else _devnull()
