@@ -331,3 +331,16 @@ def test_separate_programs_resources_then_the_scheduler_killed_mid_batch_then_a_
         jm.run(interval=0.05)
     assert statuses(jm)["later"] == (JobRunningStatus.Ready, None)
     assert [job.attempts for job in jm.jobs] == [1, 0]
+
+
+def test_the_command_line_runs_a_batch_on_dask(tmp_path, cluster):
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps({"jobContexts": [{"id": "a", "commandLine": "echo on dask"}]}))
+    result = subprocess.run(
+        [sys.executable, "-m", "simplejob", "run", str(jobs), "--dask", cluster],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "on dask" in (tmp_path / ".simplejob" / "jobs" / "logs" / "a.log").read_text()
+    state = read_state(tmp_path / ".simplejob" / "jobs" / "state.json")
+    assert state["options"]["dask"] == cluster

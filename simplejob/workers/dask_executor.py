@@ -41,7 +41,7 @@ from .executor import Executor
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler
 WORKER_WAIT = 30.0  # seconds to wait for a first worker when the cluster has none yet
-QUEUE_AHEAD = 4  # attempts in flight per cluster thread (when maxWorkers is not given)
+QUEUE_AHEAD = 50  # attempts in flight per cluster thread (when maxWorkers is not given)
 SHUTDOWN_MARGIN = 3.0  # seconds beyond the largest killGrace to hear that the killed trees are gone
 TASK_PREFIX = "simplejob-"  # every simplejob task key starts so (the no-rerun plugin looks for it)
 
@@ -105,6 +105,7 @@ class DaskExecutor(Executor):
         self.serial = 0
         self.lock = threading.Lock()  # the client's threads append; the supervisor takes
         self.events: list[Event] = []
+        self.results: list[str] = []  # keys of finished tasks whose result is still on the cluster
         self.futures: dict[str, tuple[str, Any]] = {}  # key -> (job id, its future)
         self.key_of: dict[str, str] = {}  # job id -> key of its attempt in flight
         self.cancelled: set[str] = set()  # keys we cancelled (their futures end "cancelled")
@@ -161,6 +162,13 @@ class DaskExecutor(Executor):
     def take_events(self) -> list[Event]:
         with self.lock:
             events, self.events = self.events, []
+            keys, self.results = self.results, []
+        if keys:  # one round trip for every result at hand, not one each (the fan's cost)
+            futures = [self.futures[key][1] for key in keys]
+            try:
+                events += [Event.from_json(result) for result in self.client.gather(futures)]
+            except Exception as error:  # noqa: BLE001  (the scheduler went away meanwhile)
+                events += [self._interrupted(self.futures[key][0], self._lost(f"{error}")) for key in keys]
         for event in events:
             if event.kind != "started":
                 key = self.key_of.pop(event.id, None)
@@ -215,9 +223,11 @@ class DaskExecutor(Executor):
 
     # --- the client's threads -----------------------------------------------------------------------
 
-    def _post(self, event: Event) -> None:
-        with self.lock:
-            self.events.append(event)
+    def _post(self, event: Event | None) -> None:
+        """Add an event (None: only wake the supervisor) and wake the supervisor."""
+        if event is not None:
+            with self.lock:
+                self.events.append(event)
         try:
             os.write(self.wake_w, b"\0")
         except (BlockingIOError, OSError):
@@ -238,13 +248,10 @@ class DaskExecutor(Executor):
         if job_id is None or key in self.cancelled:
             return  # its "finished" (cancelled) was posted by cancel()
         status = future.status
-        if status == "finished":
-            try:
-                result = future.result()
-            except Exception as error:  # noqa: BLE001  (the scheduler went away meanwhile)
-                self._post(self._interrupted(job_id, self._lost(f"{error}")))
-                return
-            self._post(Event.from_json(result))
+        if status == "finished":  # its result is fetched by take_events(), with the others at hand
+            with self.lock:
+                self.results.append(key)
+            self._post(None)
         elif status == "error":
             failure = future.exception()
             if isinstance(failure, distributed.scheduler.KilledWorker):
