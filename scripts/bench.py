@@ -5,6 +5,7 @@
     python scripts/bench.py fan:100000 layers:100000 --rounds 1
     python scripts/bench.py --quick                            # a few hundred jobs, 1 round: seconds
     python scripts/bench.py --reference --doit fan:10000 layers:1000 layers:2000 chain:1000
+    python scripts/bench.py --dask [--rounds N]                # on a Dask LocalCluster beside raw Dask
 
 Graphs (GRAPH:JOBS arguments), every job running `true`:
     fan     JOBS independent jobs

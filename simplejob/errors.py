@@ -19,6 +19,21 @@ class CalledJobError(SimplejobError, RuntimeError):
         super().__init__(f"{len(failed)} job(s) failed: {shown}{more}; see report() and the job logs")
 
 
+class MissingExtra(SimplejobError, ImportError):
+    """An optional feature was asked for without its optional dependency installed."""
+
+    def __init__(self, extra: str, package: str, feature: str) -> None:
+        self.extra, self.package = extra, package
+        super().__init__(
+            f"{feature} needs the {package!r} package, which is not installed; "
+            f"install simplejob's {extra!r} extra: pip install 'simplejob[{extra}]'"
+        )
+
+
+class ClusterError(SimplejobError, ConnectionError):
+    """The Dask cluster cannot run the batch (its scheduler cannot be reached, it has no worker)."""
+
+
 class StateFileError(SimplejobError, RuntimeError):
     """The state file cannot be used; it is left untouched."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -20,17 +21,17 @@ import sys
 import tempfile
 import warnings
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from . import resume, statefile, statewriter
-from .errors import CalledJobError, StateFileError
-from .model import FINISHED, JobDefinition, JobRecord, JobRunningStatus, parse_contexts, transition
+from .errors import CalledJobError, MissingExtra, StateFileError
+from .model import FINISHED, JobDefinition, JobRecord, JobRunningStatus, parse_contexts, shown_id, transition
 from .protocol import (
     BatchOptions,
 )
 from .report import Report
-from .scheduler import closure
+from .scheduler import RESOURCE_SLACK, closure
 from .supervisorclient import BatchPlan, SupervisorRun
 
 OWNER_WAIT = 1.0  # seconds to wait for a starting owner of a locked state file to name itself
@@ -46,13 +47,22 @@ class JobManager:
         maxWorkers: int | None = None,
         keepGoing: bool = False,
         moveAsideUnreadableState: bool = False,
+        resources: Mapping[str, float] | None = None,
+        daskScheduler: str | None = None,
     ) -> None:
+        """resources: what the local pool's jobs may use at once (name -> amount), e.g.
+        {"gpu": 1, "db": 2}. daskScheduler: run the attempts on the Dask cluster of this scheduler
+        address (docs/dask.md); its workers' own resources apply there, and maxWorkers defaults to
+        the cluster's threads."""
         if maxWorkers is not None and (
             not isinstance(maxWorkers, int) or isinstance(maxWorkers, bool) or maxWorkers < 1
         ):
             raise ValueError(f"maxWorkers must be an integer >= 1 (or None for the number of CPUs), not {maxWorkers!r}")
         self.logOutputDirectory = os.path.abspath(logOutputDirectory) if logOutputDirectory else ""
-        self.maxWorkers = maxWorkers or os.cpu_count() or 1
+        self.daskScheduler = _check_dask(daskScheduler)
+        # 0 on Dask: the cluster's threads when the batch starts (the supervisor asks the scheduler)
+        self.maxWorkers = maxWorkers or (0 if self.daskScheduler else os.cpu_count() or 1)
+        self.resources = _check_capacities(resources)
         self.keepGoing = bool(keepGoing)
         self.moveAsideUnreadableState = bool(moveAsideUnreadableState)  # see docs/state-file.md
         self._given_state_file = os.path.abspath(os.fspath(stateFile)) if stateFile else None
@@ -70,6 +80,8 @@ class JobManager:
         these jobs and what they wait on, transitively (the others are left as they are).
         """
         definitions = parse_contexts(jobContexts)
+        if self.daskScheduler is None:
+            _check_needs(definitions, self.resources)
         target_list = _check_targets(definitions, targets)
         if self._run is not None:
             self.join()  # as documented: a new entry() waits for the previous batch
@@ -200,6 +212,10 @@ class JobManager:
         }
         if targets is not None:
             options["targets"] = targets
+        if self.resources:
+            options["resources"] = dict(self.resources)
+        if self.daskScheduler is not None:
+            options["dask"] = self.daskScheduler
         state = statefile.State(
             path=path,
             generation=old.generation if old else 0,
@@ -306,6 +322,43 @@ def _check_targets(definitions: list[JobDefinition], targets: Collection[str] | 
     if unknown:
         raise ValueError(f"targets: no job with id(s) {unknown} in this batch")
     return list(dict.fromkeys(targets))
+
+
+def _check_dask(address: str | None) -> str | None:
+    """The scheduler address, once we know the dask extra is installed (nothing is imported yet)."""
+    if address is None:
+        return None
+    if not isinstance(address, str) or not address.strip():
+        raise ValueError(f'daskScheduler must be a Dask scheduler address such as "tcp://host:8786", not {address!r}')
+    if importlib.util.find_spec("distributed") is None:
+        raise MissingExtra("dask", "distributed", "running a batch on a Dask cluster")
+    return address.strip()
+
+
+def _check_capacities(resources: Mapping[str, float] | None) -> dict[str, float]:
+    if resources is None:
+        return {}
+    if not isinstance(resources, Mapping) or not all(
+        isinstance(k, str) and k and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+        for k, v in resources.items()
+    ):
+        raise ValueError(f'resources must map names to amounts >= 0, e.g. {{"gpu": 1, "db": 2}}, not {resources!r}')
+    return {name: float(amount) for name, amount in resources.items()}
+
+
+def _check_needs(definitions: list[JobDefinition], capacities: Mapping[str, float]) -> None:
+    """Refuse, naming them, the jobs that need more of a resource than the pool has at all:
+    they could never start, and the batch would wait for them forever."""
+    problems = []
+    for definition in definitions:
+        for name, amount in (definition.resources or {}).items():
+            if amount > capacities.get(name, 0.0) + RESOURCE_SLACK:
+                have = capacities.get(name)
+                had = f"only {have:g}" if have is not None else "none (JobManager(resources=...) does not name it)"
+                problems.append(f"job {shown_id(definition.id)}: needs {name}={amount:g}, the pool has {had}")
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise ValueError("jobs need more resources than exist:\n  " + "\n  ".join(shown))
 
 
 SimpleJobManager = JobManager

@@ -63,6 +63,8 @@ CONTEXT_KEYS = (
     "env",
     "shell",
     "killGrace",
+    "priority",
+    "resources",
 )
 # The fields that define what a job does: a resumed job is skipped only if all are unchanged.
 DEFINITION_FIELDS = (
@@ -76,7 +78,10 @@ DEFINITION_FIELDS = (
     "env",
     "shell",
     "killGrace",
+    "priority",
+    "resources",
 )
+NEWER_DEFINITION_FIELDS = ("priority", "resources")  # added in 0.2: state files of 0.1 lack them
 MAX_SECONDS = 1e9  # about 31 years: the longest timeout, delay, kill grace or retry wait
 MAX_ID_LENGTH = 200  # leaves room for ".log" within the usual 255-byte file-name limit
 _CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f]")
@@ -97,6 +102,8 @@ class JobDefinition:
     env: dict[str, str] | None = None
     shell: bool = False
     killGrace: float = DEFAULT_KILL_GRACE
+    priority: int = 0  # among ready jobs, higher starts first
+    resources: dict[str, float] | None = None  # name -> amount held while an attempt runs
     # True when env holds the state file's digests of the values (a definition read from a state
     # file), not the values themselves (a definition from entry(), or sent to the supervisor).
     env_digested: bool = dataclasses.field(default=False, compare=False)
@@ -480,6 +487,19 @@ def _check_number(
     return value
 
 
+def _check_resources(name: str, resources: Any, problems: _Problems) -> dict[str, float] | None:
+    """{resource name: amount > 0}; an empty mapping is the same as none (None)."""
+    if resources is None:
+        return None
+    if not (
+        isinstance(resources, dict)
+        and all(isinstance(k, str) and k and _is_number(v) and v > 0 for k, v in resources.items())
+    ):
+        problems.add(name, f'resources must map names to amounts > 0, e.g. {{"gpu": 1}}, not {resources!r}')
+        return None
+    return dict(resources) or None
+
+
 @dataclasses.dataclass
 class _Checked:
     """One job context after its own checks: what the checks across jobs (ids, waits) need."""
@@ -531,6 +551,11 @@ def _check_context(index: int, context: Any, problems: _Problems) -> _Checked:
     shell = context.get("shell", False)
     if not isinstance(shell, bool):
         problems.add(name, f"shell must be true or false, not {shell!r}")
+    priority = context.get("priority", 0)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        problems.add(name, f"priority must be an integer (higher starts first), not {priority!r}")
+        priority = 0
+    resources = _check_resources(name, context.get("resources"), problems)
     usable_id = None if bad_id else job_id
     waiting = list(dict.fromkeys(waiting))
     if usable_id is None or command is None:
@@ -547,6 +572,8 @@ def _check_context(index: int, context: Any, problems: _Problems) -> _Checked:
         env=env,
         shell=shell,
         killGrace=kill_grace,
+        priority=priority,
+        resources=resources,
     )
     return _Checked(usable_id, id_from_command, name, waiting, definition)
 

@@ -41,6 +41,8 @@ class BatchOptions(_RequiredOptions, total=False):
     """The JobManager's options; also the state file's "options" (for information)."""
 
     targets: list[str]  # run only these and what they wait on; absent: every job
+    resources: dict[str, float]  # the local pool's capacities (name -> amount at once); absent: none
+    dask: str  # run the attempts on the Dask cluster of this scheduler address; absent: the local pool
 
 
 class BatchSpec(TypedDict):
@@ -82,7 +84,9 @@ class LockedReply(TypedDict):
 
 
 class ProblemReply(TypedDict):
-    error: Literal["state", "log"]  # the state file cannot be used / the log directory cannot be made
+    # the state file cannot be used / the log directory cannot be made / the Dask scheduler cannot be
+    # used / a job needs more resources than any Dask worker has (raised as ValueError)
+    error: Literal["state", "log", "dask", "resources"]
     problem: str
 
 
@@ -112,6 +116,8 @@ class AttemptSpec(TypedDict):
     timeout: float | None  # seconds
     killGrace: float  # seconds between the polite and the forced kill
     log: str | None  # file the output is appended to; None: discarded
+    priority: int  # higher first (the local pool ignores it: the Scheduler ordered the attempts)
+    resources: dict[str, float] | None  # held while it runs (the local pool's are counted by the Scheduler)
 
 
 class RunMessage(AttemptSpec):

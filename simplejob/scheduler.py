@@ -5,13 +5,15 @@ tells it what happened (an attempt finished, will be retried, came back unstarte
 cancelled) and asks it what to start. It holds
 
 - the dependency counts: a job is ready when every job it waits on completed with exit code 0;
-- the ready queue (entry order; an attempt given back unstarted goes first again);
+- the ready queue: higher priority first, then the order jobs became ready (an attempt given
+  back unstarted goes first again among its priority); a plain FIFO when no job has a priority;
+- the resources: with capacities (the local pool's), a ready job whose resources do not fit now
+  is parked and jobs behind it that fit start (no head-of-line blocking); what a job holds is
+  released when its attempt ends (finished, retry_after, returned);
 - the retry heap: attempts waiting out their delay hold no slot, and go before new jobs when due;
 - the fail-fast gate: without keepGoing, once a job failed no new job starts (retries and running
   attempts go on, as in make);
 - the targets: with them, only those jobs and what they wait on are ever released.
-
-Priorities and resource limits belong here too when they come.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ Outcome = Literal["ok", "failed", "cancelled"]
 # What cancel() found: "kill" the attempt is with the executor (ask it to kill); "now" it was
 # waiting here and is dropped (record it Cancelled); "none" nothing to cancel.
 CancelAction = Literal["kill", "now", "none"]
+# What a job holds while it runs: (resource name, amount) pairs, sorted (hashable, comparable).
+Need = tuple[tuple[str, float], ...]
+# A ready job with its place in line: ((-priority, sequence), id).
+Entry = tuple[tuple[int, int], str]
+RESOURCE_SLACK = 1e-9  # amounts are floats: 0.1 + 0.2 must fit in 0.3
 
 
 def closure(waits: Mapping[str, Sequence[str]], targets: Iterable[str]) -> set[str]:
@@ -53,12 +60,18 @@ class Scheduler:
         failed: bool = False,
         keep_going: bool = False,
         targets: Collection[str] | None = None,
+        priorities: Mapping[str, int] | None = None,
+        needs: Mapping[str, Mapping[str, float]] | None = None,
+        capacities: Mapping[str, float] | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """waits: every job's waits, in entry order. succeeded: jobs already completed with exit
         code 0. runnable: jobs that still have to run (default: all but succeeded). failed: a
         failure is already recorded (the gate starts closed without keepGoing). targets: run
-        only these and what they wait on (None: every job)."""
+        only these and what they wait on (None: every job). priorities: job id -> priority
+        (higher first; absent: 0). needs: job id -> {resource: amount} it holds while it runs;
+        counted against capacities (resource -> amount at once), or not at all if capacities is
+        None (an executor that enforces them itself, as Dask does)."""
         self.clock = clock
         self.keep_going = keep_going
         self.failed = failed
@@ -72,9 +85,30 @@ class Scheduler:
             self._unmet[job_id] = sum(1 for wait in job_waits if wait not in done)
         pending = (job_id for job_id in waits if job_id not in done) if runnable is None else runnable
         self._pending = {job_id for job_id in pending if wanted is None or job_id in wanted}
-        self._ready: deque[str] = deque(
-            job_id for job_id in waits if job_id in self._pending and not self._unmet[job_id]
-        )
+        self._priorities = {k: v for k, v in (priorities or {}).items() if v} or None
+        self._capacity = dict(capacities) if capacities is not None else None
+        self._needs: dict[str, Need] = {}
+        if self._capacity is not None:
+            for job_id, need in (needs or {}).items():
+                if need:
+                    self._needs[job_id] = tuple(sorted((name, float(amount)) for name, amount in need.items()))
+        self._in_use: dict[str, float] = dict.fromkeys(self._capacity or (), 0.0)
+        self._holding: dict[str, Need] = {}  # in flight, holding these resources
+        # Ready jobs whose resources did not fit, by what they need (few distinct needs): only the
+        # first of each can start next, so a release looks at one job per need, not at all of them.
+        self._parked: dict[Need, list[Entry]] = {}
+        # The ready queue. Without priorities or resources (the common case), a deque of ids in the
+        # order they became ready. Otherwise a heap of ((-priority, sequence), id): sequences rise
+        # at the back and fall at the front (an attempt given back unstarted goes first again).
+        self._fifo: deque[str] | None = None
+        self._heap: list[Entry] = []
+        self._back = self._front = 0
+        initial = (job_id for job_id in waits if job_id in self._pending and not self._unmet[job_id])
+        if self._priorities is None and not self._needs:
+            self._fifo = deque(initial)
+        else:
+            for job_id in initial:
+                self._push(job_id)
         self._retries: list[tuple[float, int, str]] = []  # heap of (monotonic due time, sequence, id)
         self._sequence = 0  # keeps equal due times in the order they were scheduled
         self._in_flight: set[str] = set()  # handed out by take(), not finished or returned
@@ -89,8 +123,17 @@ class Scheduler:
         return self.failed and not self.keep_going
 
     def next_due(self) -> float | None:
-        """The monotonic time the earliest retry is due, or None."""
-        return self._retries[0][0] if self._retries else None
+        """The monotonic time the earliest retry is due, or None. A due retry whose resources do
+        not fit now does not count: a release (an attempt ending) wakes the supervisor anyway."""
+        if not self._retries:
+            return None
+        if not self._needs:
+            return self._retries[0][0]
+        now = self.clock.monotonic()
+        for due, _, job_id in sorted(self._retries):
+            if due > now or self._fits(self._needs.get(job_id)):
+                return due
+        return None
 
     def in_flight(self) -> bool:
         return bool(self._in_flight)
@@ -103,25 +146,94 @@ class Scheduler:
         """Nothing runs, nothing waits for a retry, and nothing more may or can start."""
         if self._in_flight or self._retries:
             return False
-        return self.gate_closed or not self._ready
+        return self.gate_closed or not (self._fifo or self._heap or any(self._parked.values()))
 
     # --- what to start -------------------------------------------------------------------------
 
     def take(self, limit: int) -> list[str]:
-        """Up to limit jobs to start now: due retries first, then ready jobs (unless the gate is closed)."""
+        """Up to limit jobs to start now: due retries first, then ready jobs (unless the gate is
+        closed), highest priority first; a job whose resources do not fit now is passed over."""
         taken: list[str] = []
         now = self.clock.monotonic()
-        while len(taken) < limit and self._retries and self._retries[0][0] <= now:
-            _, _, job_id = heapq.heappop(self._retries)
-            self._retrying.add(job_id)
-            taken.append(job_id)
-        while len(taken) < limit and self._ready and not self.gate_closed:
-            job_id = self._ready.popleft()
-            if job_id in self._pending:  # not cancelled meanwhile
+        if self._retries and self._retries[0][0] <= now:
+            passed: list[tuple[float, int, str]] = []
+            while len(taken) < limit and self._retries and self._retries[0][0] <= now:
+                entry = heapq.heappop(self._retries)
+                job_id = entry[2]
+                if not self._hold(job_id):
+                    passed.append(entry)
+                    continue
+                self._retrying.add(job_id)
+                taken.append(job_id)
+            for entry in passed:
+                heapq.heappush(self._retries, entry)
+        fifo = self._fifo
+        if fifo is not None:  # the common case, kept lean
+            while len(taken) < limit and fifo and not self.gate_closed:
+                job_id = fifo.popleft()
+                if job_id in self._pending:  # not cancelled meanwhile
+                    self._pending.discard(job_id)
+                    taken.append(job_id)
+        else:
+            while len(taken) < limit and not self.gate_closed:
+                ready_entry = self._pop_ready()
+                if ready_entry is None:
+                    break
+                job_id = ready_entry[1]
+                if job_id not in self._pending:  # cancelled meanwhile
+                    continue
+                if not self._hold(job_id):  # parked, it keeps its place in line
+                    heapq.heappush(self._parked.setdefault(self._needs[job_id], []), ready_entry)
+                    continue
                 self._pending.discard(job_id)
                 taken.append(job_id)
         self._in_flight.update(taken)
         return taken
+
+    def _push(self, job_id: str, *, front: bool = False) -> None:
+        if self._fifo is not None:
+            if front:
+                self._fifo.appendleft(job_id)
+            else:
+                self._fifo.append(job_id)
+            return
+        if front:
+            self._front -= 1
+            sequence = self._front
+        else:
+            self._back += 1
+            sequence = self._back
+        priority = self._priorities.get(job_id, 0) if self._priorities else 0
+        heapq.heappush(self._heap, ((-priority, sequence), job_id))
+
+    def _pop_ready(self) -> Entry | None:
+        """The next ready job (with its key): the first of the queue, or of a parked need that fits now."""
+        best = self._heap[0] if self._heap else None
+        source = self._heap
+        for need, parked in self._parked.items():
+            if parked and (best is None or parked[0] < best) and self._fits(need):
+                best, source = parked[0], parked
+        if best is None:
+            return None
+        heapq.heappop(source)
+        return best
+
+    def _fits(self, need: Need | None) -> bool:
+        if need is None or self._capacity is None:
+            return True
+        return all(self._in_use[name] + amount <= self._capacity[name] + RESOURCE_SLACK for name, amount in need)
+
+    def _hold(self, job_id: str) -> bool:
+        """Take the job's resources if they fit now; False if they do not."""
+        need = self._needs.get(job_id)
+        if need is None:
+            return True
+        if not self._fits(need):
+            return False
+        for name, amount in need:
+            self._in_use[name] += amount
+        self._holding[job_id] = need
+        return True
 
     # --- what happened -------------------------------------------------------------------------
 
@@ -138,7 +250,11 @@ class Scheduler:
             self._unmet[dependent] -= 1
             if self._unmet[dependent] == 0 and dependent in self._pending:
                 released.append(dependent)
-        self._ready.extend(released)
+        if self._fifo is not None:
+            self._fifo.extend(released)
+        else:
+            for dependent in released:
+                self._push(dependent)
         return released
 
     def retry_after(self, job_id: str, wait: float) -> float:
@@ -161,7 +277,7 @@ class Scheduler:
             heapq.heappush(self._retries, (float("-inf"), self._sequence, job_id))
         else:
             self._pending.add(job_id)
-            self._ready.appendleft(job_id)
+            self._push(job_id, front=True)
         return False
 
     def cancel(self, job_id: str) -> CancelAction:
@@ -176,10 +292,19 @@ class Scheduler:
             return "now"
         if job_id in self._pending:
             self._pending.discard(job_id)  # its stale entry in the ready queue is skipped by take()
+            need = self._needs.get(job_id)
+            parked = self._parked.get(need) if need is not None else None
+            if parked and any(i == job_id for _, i in parked):  # parked entries are not skipped by done()
+                parked[:] = [entry for entry in parked if entry[1] != job_id]
+                heapq.heapify(parked)
             return "now"
         return "none"
 
     def _leave_flight(self, job_id: str) -> None:
+        need = self._holding.pop(job_id, None)
+        if need is not None:
+            for name, amount in need:
+                self._in_use[name] -= amount
         self._in_flight.discard(job_id)
         self._retrying.discard(job_id)
         self._cancelling.discard(job_id)

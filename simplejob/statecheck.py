@@ -15,7 +15,14 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .model import DEFINITION_FIELDS, JobRecord, JobRunningStatus, find_cycle, validate_definition
+from .model import (
+    DEFINITION_FIELDS,
+    NEWER_DEFINITION_FIELDS,
+    JobRecord,
+    JobRunningStatus,
+    find_cycle,
+    validate_definition,
+)
 
 Rule = tuple[Callable[[Any], bool], str]
 MAX_SHOWN = 80  # characters of an offending value shown in a message
@@ -81,6 +88,11 @@ OPTIONS_RULES: dict[str, Rule] = {
     "keepGoing": (lambda v: type(v) is bool, "true or false"),
     "logOutputDirectory": (_or_null(_text), "a string or null"),
     "targets": (lambda v: type(v) is list and all(map(_text, v)), "a list of job ids"),
+    "resources": (
+        lambda v: type(v) is dict and all(_text(k) and _number(a) and a >= 0 for k, a in v.items()),
+        "an object of resource name -> amount >= 0",
+    ),
+    "dask": (_text, "a Dask scheduler's address"),
 }
 
 TOP_RULES: dict[str, Rule] = {
@@ -124,10 +136,10 @@ def check_entry(job_id: Any, entry: Any) -> JobRecord:
     where = f"has a malformed entry for job {shown(job_id)}"
     if type(entry) is not dict:
         raise Invalid(where, f"is a JSON {type(entry).__name__}, not an object")
-    missing = [key for key in DEFINITION_FIELDS if key not in entry]
+    missing = [key for key in DEFINITION_FIELDS if key not in entry and key not in NEWER_DEFINITION_FIELDS]
     if missing:
         raise Invalid(where, f"has no {', '.join(map(repr, missing))} (a state file holds every definition key)")
-    definition = {key: entry[key] for key in DEFINITION_FIELDS}
+    definition = {key: entry[key] for key in DEFINITION_FIELDS if key in entry}
     problem = validate_definition(job_id, definition)
     if problem is not None:
         raise Invalid(where, problem)

@@ -62,6 +62,10 @@ def scheduler_for(records: dict[str, JobRecord], options: BatchOptions, clock: C
         failed=any(r.failure() for r in records.values()),
         keep_going=bool(options.get("keepGoing")),
         targets=options.get("targets"),
+        priorities={job_id: r.definition.priority for job_id, r in records.items() if r.definition.priority},
+        needs={job_id: r.definition.resources for job_id, r in records.items() if r.definition.resources},
+        # on Dask the workers' own resources cap what runs (Dask holds a task until one fits)
+        capacities=None if options.get("dask") else options.get("resources", {}),
         clock=clock,
     )
 
@@ -163,6 +167,13 @@ class Supervisor:
     def step(self) -> bool:
         """One turn: take the executor's events, start what may start, persist. True when done."""
         self.collect_events()
+        broken = self.executor.broken()
+        if broken:
+            self.interrupt(broken)
+            self.writer.persist()
+            return False
+        if self.scheduler.gate_closed:
+            self.executor.hold()
         self.start_ready()
         self.executor.flush()
         self.writer.persist()
@@ -214,6 +225,8 @@ class Supervisor:
             "timeout": definition.timeout,
             "killGrace": definition.killGrace,
             "log": os.path.join(self.log_dir, f"{record.id}.log") if self.log_dir else None,
+            "priority": definition.priority,
+            "resources": definition.resources,
         }
 
     def _begin(self, record: JobRecord, t: float, pid: int | None) -> dict[str, Any]:
@@ -323,6 +336,29 @@ def _reply(message: SupervisorReply) -> None:
     write_all(1, (json.dumps(message) + "\n").encode())
 
 
+def _executor(spec: BatchSpec) -> Executor:
+    """The local pool, or the Dask cluster the batch asks for (checked now: a refusal is a reply)."""
+    options = spec["options"]
+    max_workers = int(options["maxWorkers"])
+    if "dask" not in options:
+        # Workers start now: their interpreters start up while the batch is planned and written down.
+        pool = LocalProcessPool(selectors.DefaultSelector(), max_workers)
+        pool.prepare(min(max_workers, len(spec["jobs"])))
+        return pool
+    from .workers import dask_executor  # imports distributed: only for a batch on Dask
+
+    try:
+        dask = dask_executor.DaskExecutor(selectors.DefaultSelector(), options["dask"], max_workers)
+        options["maxWorkers"] = dask.max_workers
+        dask.check_resources({job["id"]: job["resources"] for job in spec["jobs"] if job.get("resources")})
+    except dask_executor.DaskProblem as problem:
+        if "dask" in locals():
+            dask.shutdown()
+        _reply({"error": problem.kind, "problem": str(problem)})  # type: ignore[typeddict-item]
+        sys.exit(SupervisorExit.NOT_STARTED)
+    return dask
+
+
 def main() -> NoReturn:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the handlers are installed
     owner = os.getppid()  # read first: if the owner dies while we start, getppid() changes
@@ -331,10 +367,7 @@ def main() -> NoReturn:
     if line is None:
         sys.exit(SupervisorExit.NOT_STARTED)  # the manager went away before sending the batch
     spec: BatchSpec = json.loads(line)
-    # Workers start now: their interpreters start up while the batch is planned and written down.
-    max_workers = int(spec["options"]["maxWorkers"])
-    executor = LocalProcessPool(selectors.DefaultSelector(), max_workers)
-    executor.prepare(min(max_workers, len(spec["jobs"])))
+    executor = _executor(spec)
     try:
         state, writer, lock, old_basis = batchstart.open_batch(spec)
     except batchstart.Refused as refused:

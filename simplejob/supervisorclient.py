@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn, cast
 
 from . import statefile
-from .errors import BatchInterrupted, StateFileError, StateFileLocked, StateNotWritten, SupervisorDied
+from .errors import BatchInterrupted, ClusterError, StateFileError, StateFileLocked, StateNotWritten, SupervisorDied
 from .model import JobDefinition
 from .programs import python_command
 from .protocol import (
@@ -226,6 +226,10 @@ def refused(reply: SupervisorReply, code: int, pid: int, path: str) -> NoReturn:
     if error == "locked":
         locked = cast(LockedReply, reply)
         raise StateFileLocked(path, locked["pid"], locked["host"])
+    if error == "resources":
+        raise ValueError(cast(ProblemReply, reply)["problem"])
+    if error == "dask":
+        raise ClusterError(cast(ProblemReply, reply)["problem"])
     if error is not None:
         raise StateFileError(path, cast(ProblemReply, reply)["problem"])
     raise SupervisorDied(pid, code, path)

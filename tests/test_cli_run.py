@@ -223,3 +223,18 @@ def test_targets_run_only_what_they_need(tmp_path):
     assert runs(tmp_path / "fetch.runs") == 1 and runs(tmp_path / "build.runs") == 1
     assert runs(tmp_path / "docs.runs") == 0
     assert result.stdout.splitlines()[-1].startswith("2 jobs in ")
+
+
+def test_resource_flags_cap_the_local_pool_and_bad_values_are_one_line(tmp_path):
+    jobs = write_jobs(
+        tmp_path / "jobs.json",
+        [{"id": "a", "commandLine": "true", "resources": {"db": 1}}, {"id": "b", "commandLine": "true"}],
+    )
+    result = simplejob("run", jobs, "--resource", "db=1", "--resource", "gpu=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert read_state(tmp_path / ".simplejob" / "jobs" / "state.json")["options"]["resources"] == {"db": 1, "gpu": 2}
+    for bad in ("db", "db=-1", "=1", "db=x"):
+        result = simplejob("run", jobs, "--resource", bad, cwd=tmp_path)
+        assert result.returncode == 2 and "NAME=AMOUNT" in result.stderr and len(result.stderr.splitlines()) == 1
+    result = simplejob("run", jobs, "--fresh", cwd=tmp_path)  # without --resource db=1, the pool has no db
+    assert result.returncode == 2 and "job 'a': needs db=1" in result.stderr

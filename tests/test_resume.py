@@ -146,6 +146,8 @@ CHANGES = {  # definition field -> the changed value of job b (whose commandLine
     "env": lambda runs, tmp_path: {"SIMPLEJOB_TEST_CHANGED": "1"},
     "shell": lambda runs, tmp_path: True,
     "killGrace": lambda runs, tmp_path: 1.0,
+    "priority": lambda runs, tmp_path: 3,
+    "resources": lambda runs, tmp_path: {"x": 1},
 }
 
 
@@ -156,13 +158,13 @@ def test_every_definition_field_is_covered_by_the_change_test():
 @pytest.mark.parametrize("field", sorted(CHANGES))
 def test_a_changed_definition_runs_the_job_again_and_everything_downstream(tmp_path, runs, field):
     path = tmp_path / "state.json"
-    first = JobManager(stateFile=str(path), maxWorkers=2)
+    first = JobManager(stateFile=str(path), maxWorkers=2, resources={"x": 1})
     first.entry(chain(runs))
     first.run(interval=0.05)
 
     changed = chain(runs)
     changed[1][field] = CHANGES[field](runs, tmp_path)
-    second = JobManager(stateFile=str(path), maxWorkers=2)
+    second = JobManager(stateFile=str(path), maxWorkers=2, resources={"x": 1})
     second.entry(changed)
     assert summary(second) == {
         "a": (Completed, 0, True),
@@ -180,7 +182,7 @@ def test_a_changed_definition_runs_the_job_again_and_everything_downstream(tmp_p
     }
 
     # and the changed definition is now the recorded one: a third run keeps everything
-    third = JobManager(stateFile=str(path), maxWorkers=2)
+    third = JobManager(stateFile=str(path), maxWorkers=2, resources={"x": 1})
     third.entry(changed)
     third.run(interval=0.05)
     assert runs.counts("abcd") == {"a": 1, "b": 2, "c": 2, "d": 1}

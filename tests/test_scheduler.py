@@ -177,3 +177,82 @@ def test_what_waits_on_a_job_that_did_not_succeed_never_runs(outcome):
     assert s.finished("a", outcome) == []
     assert s.take(5) == []
     assert s.done()
+
+
+# --- priorities and resources ---------------------------------------------------------------------
+
+
+def test_higher_priority_starts_first_then_the_order_jobs_became_ready():
+    waits = {"low": [], "mid": [], "high": [], "zero": [], "later": ["zero"]}
+    s, _ = make(waits, priorities={"low": -1, "mid": 1, "high": 5, "later": 9})
+    assert s.take(2) == ["high", "mid"]
+    assert s.take(1) == ["zero"]
+    assert s.finished("zero", "ok") == ["later"]
+    assert s.take(5) == ["later", "low"]  # released later, but of a higher priority
+
+
+def test_a_returned_attempt_goes_first_again_among_its_priority():
+    s, _ = make({"a": [], "b": [], "c": [], "d": []}, priorities={"a": 1, "b": 1, "c": 1})
+    assert s.take(2) == ["a", "b"]
+    s.returned("b")
+    assert s.take(1) == ["b"]
+    assert s.take(2) == ["c", "d"]
+
+
+def test_resources_cap_what_runs_at_once_without_head_of_line_blocking():
+    waits = {"gpu1": [], "gpu2": [], "cpu": [], "db": [], "gpu3": []}
+    needs = {"gpu1": {"gpu": 1}, "gpu2": {"gpu": 1}, "gpu3": {"gpu": 1}, "db": {"db": 1, "gpu": 0.5}}
+    s, _ = make(waits, needs=needs, capacities={"gpu": 1.5, "db": 2})
+    assert s.take(10) == ["gpu1", "cpu", "db"]  # gpu2 and gpu3 wait; cpu and db behind them start
+    assert not s.done()
+    assert s.take(10) == []
+    s.finished("db", "ok")  # 0.5 gpu back: not enough for a whole one
+    assert s.take(10) == []
+    s.finished("gpu1", "ok")
+    assert s.take(10) == ["gpu2"]  # the parked ones keep their place in line
+    s.finished("gpu2", "failed")  # with keepGoing off the gate closes: gpu3 never starts
+    assert s.take(10) == []
+    s.finished("cpu", "ok")
+    assert s.done()
+
+
+def test_resources_are_released_by_a_retry_and_a_return_and_taken_again_by_the_retry():
+    waits = {"a": [], "b": [], "c": []}
+    needs = {"a": {"r": 1}, "b": {"r": 1}, "c": {"r": 1}}
+    s, clock = make(waits, needs=needs, capacities={"r": 1}, keep_going=True)
+    assert s.take(5) == ["a"]
+    s.retry_after("a", 1.0)  # waiting out its delay, a holds nothing
+    assert s.take(5) == ["b"]
+    clock.advance(1)
+    assert s.next_due() is None  # due, but it does not fit: no busy wake-up
+    assert s.take(5) == []
+    s.returned("b")
+    assert s.take(5) == ["a"]  # the due retry first
+    s.finished("a", "ok")
+    assert s.take(5) == ["b"]
+    s.finished("b", "ok")
+    assert s.take(5) == ["c"]
+    s.finished("c", "ok")
+    assert s.done()
+
+
+def test_priorities_order_the_jobs_waiting_for_a_resource():
+    waits = {"a": [], "b": [], "c": []}
+    needs = {job: {"r": 1} for job in waits}
+    s, _ = make(waits, needs=needs, capacities={"r": 1}, priorities={"c": 2})
+    assert s.take(5) == ["c"]
+    s.finished("c", "ok")
+    assert s.take(5) == ["a"]
+
+
+def test_a_cancelled_parked_job_does_not_keep_the_batch_from_being_done():
+    s, _ = make({"a": [], "b": []}, needs={"a": {"r": 1}, "b": {"r": 1}}, capacities={"r": 1})
+    assert s.take(5) == ["a"]
+    assert s.cancel("b") == "now"
+    s.finished("a", "ok")
+    assert s.done()
+
+
+def test_without_capacities_resources_are_left_to_the_executor():
+    s, _ = make({"a": [], "b": []}, needs={"a": {"gpu": 1}, "b": {"gpu": 1}})
+    assert s.take(5) == ["a", "b"]

@@ -24,6 +24,11 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--child"]:
         child_main(argv[1], argv[2])
         return 0
+    if "--dask" in argv:  # simplejob on a Dask LocalCluster beside raw Dask: benchmark/oncluster.py
+        from .oncluster import main as dask_main
+
+        rounds = argv[argv.index("--rounds") + 1] if "--rounds" in argv else "1"
+        return dask_main(int(rounds))
     options = parse_args(argv)
     if shutil.which("make") is None:
         print("bench: make is not installed; it is the baseline", file=sys.stderr)

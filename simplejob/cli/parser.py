@@ -23,6 +23,7 @@ RUN_EXAMPLES = """examples:
   simplejob run jobs.json link            run only the job 'link' and what it waits on
   simplejob run jobs.json --fresh         start over (the old state is moved aside)
   simplejob run jobs.json --report        print the report JSON at the end
+  simplejob run jobs.json --dask tcp://scheduler:8786   run the jobs on a Dask cluster
 
 exit codes: 0 every job completed with exit code 0; 1 a job failed, timed out, was cancelled or
 could not run; 2 bad input (nothing written); 130 interrupted (Ctrl-C, SIGTERM)."""
@@ -65,6 +66,17 @@ def _number(*, integer: bool = False, minimum: float = 0, inclusive: bool = Fals
         return value
 
     return parse
+
+
+def _resource(text: str) -> tuple[str, float]:
+    name, equals, amount = text.partition("=")
+    try:
+        value = float(amount)
+    except ValueError:
+        value = -1.0
+    if not equals or not name.strip() or not (0 <= value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be NAME=AMOUNT with an amount >= 0, e.g. gpu=1, not {text!r}")
+    return name.strip(), value
 
 
 def build() -> argparse.ArgumentParser:
@@ -134,6 +146,22 @@ def build() -> argparse.ArgumentParser:
         help="print what would run, in order, and why; write and start nothing",
     )
     run.add_argument("--report", action="store_true", help="print the report JSON at the end (as the API's report())")
+    run.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        default=None,
+        help="run the jobs on the Dask cluster of this scheduler (tcp://HOST:PORT); needs simplejob[dask]; "
+        "see docs/dask.md",
+    )
+    run.add_argument(
+        "--resource",
+        metavar="NAME=AMOUNT",
+        dest="resources",
+        action="append",
+        type=_resource,
+        default=[],
+        help="what the jobs' resources may add up to at once on this machine, e.g. --resource gpu=1 (repeatable)",
+    )
 
     status = commands.add_parser(
         "status",

@@ -69,6 +69,8 @@ def command(args: argparse.Namespace) -> int:
         stateFile=batch.stateFile,
         maxWorkers=args.maxWorkers,
         keepGoing=args.keepGoing,
+        resources=dict(args.resources) or None,
+        daskScheduler=args.dask,
     )
     manager.entry(contexts, targets=args.targets or None)
     assert manager.stateFile is not None

@@ -33,6 +33,14 @@ class Executor(abc.ABC):
     def flush(self) -> None:  # noqa: B027  (optional: a no-op by default)
         """Send what submit() queued (called once per turn of the supervisor's loop)."""
 
+    def hold(self) -> None:  # noqa: B027  (optional: a no-op by default)
+        """Nothing new may start (a job failed, keepGoing is off): give back ("returned") what was
+        submitted ahead and has not started. The local pool's workers already do so by themselves."""
+
+    def broken(self) -> str | None:
+        """Why nothing more can run here (e.g. the cluster's scheduler is gone), or None."""
+        return None
+
     @abc.abstractmethod
     def take_events(self) -> list[Event]:
         """Events that arrived since the last call."""

@@ -23,15 +23,23 @@ QUEUE_AHEAD = 3  # attempts a worker may hold behind a short running one: rides 
 SHUTDOWN_MARGIN = 2.0  # seconds a worker gets beyond its job's kill grace to exit when told to
 
 
+def start_worker() -> subprocess.Popen[bytes]:
+    """A worker process (simplejob/workers/worker.py), its stdin and stdout pipes unbuffered.
+    Also used on Dask workers (dask_task.py)."""
+    proc = subprocess.Popen(
+        python_command("simplejob.workers.worker"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        bufsize=0,
+        close_fds=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    return proc
+
+
 class _Worker:
     def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            python_command("simplejob.workers.worker"),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            bufsize=0,
-            close_fds=True,
-        )
+        self.proc = start_worker()
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
         self.reader = LineReader(self.stdout.fileno())

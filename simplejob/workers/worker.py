@@ -24,6 +24,7 @@ import os
 import selectors
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -99,11 +100,11 @@ def _open_log(path: str) -> BinaryIO | str:
     the attempt (exit code 126) instead of hanging or killing this worker."""
     try:
         fd = os.open(path, _LOG_FLAGS, 0o600)
-    except OSError as error:
-        return f"cannot open its log {path!r}: {error.strerror}"
+    except OSError as error:  # on a cluster, also: the log directory is not shared with this machine
+        return f"cannot open its log file {path!r} on host {socket.gethostname()}: {error.strerror}"
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        return f"cannot use its log {path!r}: not a regular file"
+        return f"cannot open its log file {path!r} on host {socket.gethostname()}: not a regular file"
     if hasattr(os, "O_NONBLOCK"):
         os.set_blocking(fd, True)
     return os.fdopen(fd, "ab", buffering=0)

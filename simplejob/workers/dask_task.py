@@ -1,0 +1,114 @@
+"""What runs on a Dask worker: one attempt, in a simplejob worker process kept by that Dask worker.
+
+    supervisor (DaskExecutor) --client.submit--> Dask scheduler --> Dask worker thread: run_attempt()
+                                                                        | RunMessage / cancel (pipe)
+                                                                        v
+                                                   simplejob worker process (workers/worker.py) --> job tree
+
+The attempt is run by the same program as on the local pool (workers/worker.py: the job's own
+session, cwd, env, shell, timeout, the tree killed with TERM, killGrace, KILL, what it leaves
+killed, exit 127/126 when it cannot start, the log). Each Dask worker keeps one such process per
+thread, started on first use (a Python start-up costs tens of milliseconds; a job costs less).
+That process is also the watchdog the cluster needs: it reads its stdin from the Dask worker, so
+when the Dask worker dies, however it dies, the end of that pipe makes it kill the job's tree.
+
+run_attempt() relays the worker process's events: "started" goes to the supervisor as a Dask
+event (Worker.log_event on the batch's topic: batched, no round trip), "finished" is the task's
+result. It watches, every POLL seconds, whether the task is still wanted: the supervisor's
+client.cancel(), or the supervisor gone (the scheduler then releases its tasks), or the Dask
+worker closing (it lost its scheduler) make the worker process kill the tree; a "gone" event
+then tells a stopping supervisor that the tree is dead.
+
+Imported by the Dask workers only (by reference: simplejob must be installed on the workers).
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import threading
+import time
+from typing import Any
+
+from ..pipes import LineReader, write_all
+from ..protocol import AttemptSpec, CancelAttemptMessage, RunMessage
+from .pool import start_worker
+
+POLL = 0.1  # seconds between checks that the task is still wanted
+_STILL_WANTED = frozenset({"executing", "long-running"})  # the worker's states of a task it runs
+_WORKER_UP = frozenset({"running", "paused", "closing_gracefully"})  # Dask worker statuses that keep attempts
+
+_lock = threading.Lock()
+_idle: list[_Helper] = []  # simplejob worker processes with nothing to run
+_closed_gates: set[str] = set()  # batches in which nothing new may start (a job failed, no keepGoing)
+
+
+class _Helper:
+    """A simplejob worker process (workers/worker.py), one attempt at a time."""
+
+    def __init__(self) -> None:
+        self.proc = start_worker()
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin, self.reader = self.proc.stdin, LineReader(self.proc.stdout.fileno())
+
+    def send(self, message: RunMessage | CancelAttemptMessage) -> None:
+        write_all(self.stdin.fileno(), (json.dumps(message) + "\n").encode())
+
+
+async def close_gate(topic: str) -> None:
+    """Run on every worker by client.run (a coroutine: the caller need not wait) when a job failed
+    without keepGoing: the batch's attempts that have not started are given back ("returned")."""
+    _closed_gates.add(topic)
+
+
+def run_attempt(spec: AttemptSpec, topic: str) -> dict[str, Any]:
+    """The Dask task of one attempt; returns the worker process's "finished" event (or "returned")."""
+    from distributed import get_worker
+
+    if topic in _closed_gates:
+        return {"ev": "returned", "id": spec["id"], "t": time.time()}
+    worker = get_worker()
+    key = worker.get_current_task()
+    with _lock:
+        helper = _idle.pop() if _idle else None
+    if helper is None or helper.proc.poll() is not None:
+        helper = _Helper()
+    finished: dict[str, Any] | None = None
+    cancelled = False
+    try:
+        helper.send({"op": "run", **spec})
+        while finished is None:
+            readable, _, _ = select.select([helper.reader.fd], [], [], POLL)
+            if readable:
+                messages = helper.reader.messages()
+                if messages is None:  # it died (killed by hand?): what it ran went with it or is orphaned
+                    break
+                for message in messages:
+                    if message["ev"] == "started":
+                        worker.log_event(topic, {"ev": "started", "id": spec["id"], "t": message["t"], "key": key})
+                    elif message["ev"] == "finished":
+                        finished = message
+            if finished is None and not cancelled and not _wanted(worker, key):
+                cancelled = True  # the worker process kills the tree, then says "finished"
+                helper.send({"op": "cancel", "id": spec["id"]})
+    except (OSError, ValueError):
+        pass
+    if finished is None:
+        helper.proc.kill()  # its own tree is killed when its stdin closes, below
+        helper.stdin.close()
+        helper.proc.wait()
+        reason = f"its simplejob worker process on Dask worker {worker.address} died"
+        return {"ev": "finished", "id": spec["id"], "t": time.time(), "reason": reason}
+    with _lock:
+        _idle.append(helper)
+    if cancelled:
+        worker.log_event(topic, {"ev": "gone", "key": key})
+    finished.pop("pid", None)  # a process of another machine: the supervisor must never signal it
+    return finished
+
+
+def _wanted(worker: Any, key: Any) -> bool:
+    """Still wanted: not cancelled by the supervisor, not released because the supervisor is gone,
+    and the Dask worker is not closing (it does when its scheduler is gone)."""
+    task = worker.state.tasks.get(key)
+    return task is not None and task.state in _STILL_WANTED and worker.status.name in _WORKER_UP
