@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import filelock
+import psutil
 
 from . import resume, statefile, statewriter
 from .errors import StateFileError, StateFileLocked
@@ -24,6 +26,16 @@ class Refused(Exception):
 
     def __init__(self, reply: SupervisorReply) -> None:
         self.reply = reply
+
+
+def _owner() -> dict[str, Any]:
+    """The command line and working directory of the process that owns the batch (our parent, the
+    JobManager's process), for a person reading the state or its report: what ran this batch."""
+    try:
+        owner = psutil.Process(os.getppid())
+        return {"ownerCommandLine": owner.cmdline(), "ownerCwd": owner.cwd()}
+    except psutil.Error:
+        return {"ownerCommandLine": None, "ownerCwd": None}
 
 
 def open_batch(
@@ -57,6 +69,7 @@ def open_batch(
         proctree.kill_job_tree(pid, started, grace)
     supervisor = {
         **statefile.supervisor_identity(),
+        **_owner(),
         "running": True,
         "result": None,
         "startDateTime": format_datetime(time.time()),
