@@ -118,8 +118,9 @@ def to_mermaid(nodes: list[Node]) -> str:
 
 
 def layers(nodes: list[Node]) -> list[list[str]]:
-    """Longest-path layers (a job one layer right of the last thing it waits on), each ordered by
-    barycentre sweeps so that edges cross less. Nodes on a cycle (a damaged file) go last."""
+    """Layers: a job is at least one layer right of everything it waits on (longest path), then moved
+    right up to one layer left of the first job that waits on it; each layer ordered by barycentre
+    sweeps so that edges cross less. Nodes on a cycle (a damaged file) go last."""
     ids = [node.id for node in nodes]
     preds: dict[str, list[str]] = {i: [] for i in ids}
     succs: dict[str, list[str]] = {i: [] for i in ids}
@@ -138,6 +139,9 @@ def layers(nodes: list[Node]) -> list[list[str]]:
             unmet[successor] -= 1
             if unmet[successor] == 0:
                 queue.append(successor)
+    for job in reversed(queue):  # then right, next to what waits on it: a long edge only where needed
+        if succs[job]:
+            level[job] = min(level[s] for s in succs[job]) - 1
     depth = max(level.values(), default=-1) + 1
     for job in ids:
         if unmet[job]:

@@ -13,18 +13,7 @@ import sys
 from .. import graph
 from ..report import Report
 from . import htmlreport, status
-from .describe import category, seconds
 from .parser import EXIT_OK
-
-
-def nodes(view: status.View) -> list[graph.Node]:
-    """The graph's nodes: outcome and elapsed time when the batch has a state."""
-    if view.batch == "not started" and not view.supervisor:  # a jobs file that never ran
-        return [graph.Node(r.id, r.definition.waiting) for r in view.records.values()]
-    return [
-        graph.Node(r.id, r.definition.waiting, category(r, view.blocked), seconds(r.elapsedSeconds))
-        for r in view.records.values()
-    ]
 
 
 def _write(text: str, output: str | None) -> None:
@@ -39,7 +28,7 @@ def _write(text: str, output: str | None) -> None:
 
 def graph_command(args: argparse.Namespace) -> int:
     view = status.read(args.target)
-    drawn = nodes(view)
+    drawn = htmlreport.graph_nodes(view)
     text = graph.to_mermaid(drawn) if args.format == "mermaid" else graph.to_dot(drawn)
     _write(text, args.output)
     return EXIT_OK
