@@ -128,10 +128,10 @@ def _layer_summary(drawn: list[graph.Node]) -> str:
     widest = max(len(row) for row in rows)
     parts = [
         f'<p class="note">{len(drawn):,} jobs are too many to draw one by one (the limit is {MAX_GRAPH_NODES:,}): '
-        f"each row is one layer of the graph (a job is one layer right of the last job it waits on), its bar "
+        f"each row is one layer of the graph (a job lies in a layer below every job it waits on), its bar "
         f"the layer's jobs by outcome. <code>simplejob graph TARGET | dot -Tsvg</code> draws every job.</p>",
-        f'<div class="frame"><svg xmlns="http://www.w3.org/2000/svg" class="layers" width="820" '
-        f'height="{len(rows) * 18 + 6}">',
+        '<div class="frame" style="max-height:420px">'
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="layers" width="820" height="{len(rows) * 18 + 6}">',
     ]
     for r, row in enumerate(rows):
         counted = {key: 0 for key in graph.STYLES}
