@@ -24,6 +24,7 @@ _EXPORTS = {
     "SimplejobError": "errors",
     "StateFileError": "errors",
     "StateFileLocked": "errors",
+    "StateNotWritten": "errors",
     "SupervisorDied": "errors",
 }
 __all__ = sorted(_EXPORTS)
@@ -45,6 +46,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (re-exported: "X as X")
     from .errors import SimplejobError as SimplejobError
     from .errors import StateFileError as StateFileError
     from .errors import StateFileLocked as StateFileLocked
+    from .errors import StateNotWritten as StateNotWritten
     from .errors import SupervisorDied as SupervisorDied
     from .job import Job as Job
     from .job import SimpleJob as SimpleJob

@@ -38,6 +38,25 @@ def _owner() -> dict[str, Any]:
         return {"ownerCommandLine": None, "ownerCwd": None}
 
 
+def stop_orphan(pid: int, started: float | None, grace: float) -> str | None:
+    """Kill what an earlier, dead supervisor left running of a job, if pid is still that job's
+    process (same pid and start time); never a process that is not the job's. Returns what was
+    done, for the job's reason, or None if the process is simply gone."""
+    if started is None:
+        if not psutil.pid_exists(pid):
+            return None
+        return (
+            f"an earlier run recorded it running as pid {pid} but not when that process started; "
+            f"pid {pid} was left alone (it cannot be told from another process that reused the pid)"
+        )
+    if proctree.find_process(pid, started) is None:
+        if not psutil.pid_exists(pid):
+            return None
+        return f"an earlier run recorded it running as pid {pid}, which is now another process; it was left alone"
+    proctree.kill_job_tree(pid, started, grace)
+    return f"an earlier run left it running (pid {pid}); that process tree was killed before this run"
+
+
 def open_batch(
     spec: BatchSpec,
 ) -> tuple[statefile.State, statewriter.StateWriter, filelock.BaseFileLock, list[int] | None]:
@@ -56,17 +75,19 @@ def open_batch(
     try:
         old = statefile.load(path)
         if options["logOutputDirectory"]:
-            os.makedirs(options["logOutputDirectory"], exist_ok=True)
+            os.makedirs(options["logOutputDirectory"], mode=0o700, exist_ok=True)
     except StateFileError as error:
         lock.release()
         raise Refused({"error": "state", "problem": error.problem}) from None
     except OSError as error:
         lock.release()
         raise Refused({"error": "log", "problem": f"cannot create logOutputDirectory: {error}"}) from None
-    definitions = [JobDefinition.from_json(job["id"], job) for job in spec["jobs"]]
+    definitions = [JobDefinition.from_spec(job["id"], job) for job in spec["jobs"]]
     plan = resume.plan(definitions, old)
-    for pid, started, grace in plan.orphans:
-        proctree.kill_job_tree(pid, started, grace)
+    for job_id, pid, started, grace in plan.orphans:
+        reason = stop_orphan(pid, started, grace)
+        if reason is not None and job_id in plan.records:
+            plan.records[job_id].reason = reason
     supervisor = {
         **statefile.supervisor_identity(),
         **_owner(),

@@ -67,3 +67,17 @@ class BatchInterrupted(SupervisorDied):
             f"stateFile={stateFile!r} resumes it",
         )
         self.pid, self.returncode, self.stateFile, self.reason = pid, int(SupervisorExit.INTERRUPTED), stateFile, reason
+
+
+class StateNotWritten(SupervisorDied):
+    """The supervisor could not write the state file (a full disk, a file-size limit, a read-only
+    file system) and stopped the batch; what it had written is kept, and a resume loses nothing."""
+
+    def __init__(self, pid: int, returncode: int, stateFile: str, problem: str) -> None:
+        SimplejobError.__init__(
+            self,
+            f"{problem}; the supervisor (pid {pid}) stopped the batch and killed its running jobs. "
+            f"The state written before is in {stateFile!r}: when the file can be written again, "
+            f"a new JobManager with stateFile={stateFile!r} resumes the batch",
+        )
+        self.pid, self.returncode, self.stateFile, self.problem = pid, returncode, stateFile, problem

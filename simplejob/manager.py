@@ -75,6 +75,7 @@ class JobManager:
             self.join()  # as documented: a new entry() waits for the previous batch
         self._close()
         path = self._given_state_file or _temporary_state_file()
+        _check_name_length(path)
         statefile.acquire_lock(path, owner_wait=OWNER_WAIT).release()  # fail now if a live batch owns it
         try:
             old = statefile.load(path)
@@ -239,6 +240,26 @@ class JobManager:
         run = getattr(self, "_run", None)
         if run is not None:
             run.abandon()
+
+
+STATE_NAME_ROOM = 32  # bytes simplejob adds to the state file's name: FILE.unreadable-N.journal, FILE.tmp-XXXXXXXX
+
+
+def _check_name_length(path: str) -> None:
+    """Refuse a state file name too long for the names simplejob derives from it (a ValueError
+    now, not an OSError in the middle of the batch)."""
+    directory, name = os.path.split(path)
+    try:
+        limit = os.pathconf(directory, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+    except OSError:
+        limit = 255
+    size = len(os.fsencode(name))
+    if size + STATE_NAME_ROOM > limit:
+        raise ValueError(
+            f"stateFile {path!r}: its name is {size} bytes long, and simplejob adds up to {STATE_NAME_ROOM} "
+            f"bytes to it (FILE.journal, FILE.lock, ...), beyond this file system's limit of {limit}: "
+            f"use a name of at most {limit - STATE_NAME_ROOM} bytes"
+        )
 
 
 _temporary_dirs: list[str] = []  # made for JobManagers without a stateFile; see _clean_up_temporary_dirs

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 import graphlib
+import hashlib
+import hmac
 import math
 import os
 import re
@@ -75,6 +77,7 @@ DEFINITION_FIELDS = (
     "shell",
     "killGrace",
 )
+MAX_SECONDS = 1e9  # about 31 years: the longest timeout, delay, kill grace or retry wait
 MAX_ID_LENGTH = 200  # leaves room for ".log" within the usual 255-byte file-name limit
 _CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f]")
 
@@ -94,13 +97,41 @@ class JobDefinition:
     env: dict[str, str] | None = None
     shell: bool = False
     killGrace: float = DEFAULT_KILL_GRACE
+    # True when env holds the state file's digests of the values (a definition read from a state
+    # file), not the values themselves (a definition from entry(), or sent to the supervisor).
+    env_digested: bool = dataclasses.field(default=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
+        """The state file's form: env values replaced by salted digests (see env_digest)."""
+        data = self.to_spec()
+        if self.env is not None and not self.env_digested:
+            data["env"] = {name: env_digest(value) for name, value in self.env.items()}
+        return data
+
+    def to_spec(self) -> dict[str, Any]:
+        """The fields as given (env values included): what the manager sends the supervisor."""
         return {name: getattr(self, name) for name in DEFINITION_FIELDS}
 
     @classmethod
-    def from_json(cls, job_id: str, data: dict[str, Any]) -> JobDefinition:
+    def from_spec(cls, job_id: str, data: dict[str, Any]) -> JobDefinition:
         return cls(id=job_id, **{name: data[name] for name in DEFINITION_FIELDS if name in data})
+
+    @classmethod
+    def from_json(cls, job_id: str, data: dict[str, Any]) -> JobDefinition:
+        """From a state file: env holds digests (a value written by simplejob 0.1 in clear is
+        digested now, so that it is not written again)."""
+        fields = {name: data[name] for name in DEFINITION_FIELDS if name in data}
+        env = fields.get("env")
+        if env is not None:
+            fields["env"] = {k: v if is_env_digest(v) else env_digest(v) for k, v in env.items()}
+        return cls(id=job_id, env_digested=True, **fields)
+
+    def changed_fields(self, other: JobDefinition) -> list[str]:
+        """The definition fields in which other differs (env compared through digests)."""
+        changed = [name for name in DEFINITION_FIELDS if name != "env" and getattr(self, name) != getattr(other, name)]
+        if not _same_env(self, other):
+            changed.append("env")
+        return changed
 
     def argv(self) -> str | list[str]:
         """What the worker passes to subprocess: a list on POSIX, the string itself on Windows."""
@@ -110,8 +141,52 @@ class JobDefinition:
         return split_command(command)
 
     def retry_wait(self, retry_number: int) -> float:
-        """Seconds to wait before retry k (k = 1..retry): delay * backoff**(k-1)."""
-        return self.delay * self.backoff ** (retry_number - 1)
+        """Seconds to wait before retry k (k = 1..retry): delay * backoff**(k-1), at most MAX_SECONDS."""
+        if self.delay == 0:
+            return 0.0
+        try:
+            return float(min(MAX_SECONDS, self.delay * self.backoff ** (retry_number - 1)))
+        except OverflowError:
+            return MAX_SECONDS
+
+
+# --- env values are secrets: the state file holds salted digests of them -------------------------
+
+_ENV_DIGEST = re.compile(r"blake2b:([0-9a-f]{16}):([0-9a-f]{32})")
+_process_salt: bytes | None = None
+
+
+def env_digest(value: str, salt: bytes | None = None) -> str:
+    """ "blake2b:SALT:DIGEST" of an env value. The salt is random per process (each batch run gets
+    its own), so equal values in two batches give different digests; a resume compares a new
+    value with the digest through the digest's own salt (env_matches)."""
+    global _process_salt
+    if salt is None:
+        if _process_salt is None:
+            _process_salt = os.urandom(8)
+        salt = _process_salt
+    digest = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16, salt=salt).hexdigest()
+    return f"blake2b:{salt.hex()}:{digest}"
+
+
+def is_env_digest(value: str) -> bool:
+    return _ENV_DIGEST.fullmatch(value) is not None
+
+
+def env_matches(digest: str, value: str) -> bool:
+    match = _ENV_DIGEST.fullmatch(digest)
+    return match is not None and hmac.compare_digest(env_digest(value, bytes.fromhex(match[1])), digest)
+
+
+def _same_env(a: JobDefinition, b: JobDefinition) -> bool:
+    if a.env is None or b.env is None:
+        return a.env == b.env
+    if set(a.env) != set(b.env):
+        return False
+    if a.env_digested == b.env_digested:  # both values, or both digests
+        return a.env == b.env
+    digests, values = (a.env, b.env) if a.env_digested else (b.env, a.env)
+    return all(env_matches(digests[name], value) for name, value in values.items())
 
 
 AttemptResult = Literal["exited", "timedOut", "cancelled", "interrupted"]
@@ -325,10 +400,39 @@ def shown_id(job_id: str) -> str:
     return repr(job_id[:SHOWN_ID_LENGTH]) + f"... ({len(job_id)} characters)"
 
 
+NOT_UNICODE = (
+    "holds text that is not valid Unicode (a lone surrogate, as Python gives for a file name in "
+    "another encoding); use names in UTF-8"
+)
+
+
+def is_unicode(text: str) -> bool:
+    """Whether text can be written as UTF-8 (the state file, the terminal): no lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unicode_problems(name: str, context: dict[str, Any], problems: _Problems) -> None:
+    """The string values of a context (the id is checked with it) that are not valid Unicode."""
+    command, cwd, env = context.get("commandLine"), context.get("cwd"), context.get("env")
+    texts: list[tuple[str, Any]] = [("commandLine", command), ("cwd", cwd)]
+    if isinstance(command, list):
+        texts += [("commandLine", arg) for arg in command]
+    if isinstance(env, dict):
+        texts += [("env", item) for pair in env.items() for item in pair]
+    for key in dict.fromkeys(key for key, text in texts if isinstance(text, str) and not is_unicode(text)):
+        problems.add(name, f"{key} {NOT_UNICODE}")
+
+
 def id_problem(job_id: Any) -> str | None:
     """Why an id cannot be used (it names the log file <dir>/<id>.log), or None."""
     if not isinstance(job_id, str) or not job_id:
         return f"id must be a non-empty string, not {job_id!r}"
+    if not is_unicode(job_id):
+        return f"id {NOT_UNICODE}"
     if job_id in (".", "..") or "/" in job_id or "\\" in job_id or (os.altsep and os.altsep in job_id):
         return "id must not contain a path separator or be '.' or '..' (it names the file <id>.log)"
     if _CONTROL_CHARACTERS.search(job_id):
@@ -379,6 +483,7 @@ def _check_number(
     integer: bool = False,
     positive: bool = False,
     optional: bool = False,
+    seconds: bool = False,
 ) -> Any:
     value = context.get(key, default)
     if value is None and optional:
@@ -389,6 +494,9 @@ def _check_number(
         bound = "> 0" if positive else ">= 0"
         null = " or null" if optional else ""
         problems.add(name, f"{key} must be {kind} {bound}{null}, not {value!r}")
+        return default
+    if seconds and value > MAX_SECONDS:
+        problems.add(name, f"{key} must be at most {MAX_SECONDS:g} seconds (about 31 years), not {value!r}")
         return default
     return value
 
@@ -427,11 +535,12 @@ def _check_context(index: int, context: Any, problems: _Problems) -> _Checked:
     if not isinstance(waiting, list) or not all(isinstance(w, str) for w in waiting):
         problems.add(name, f"waiting must be a list of job ids (strings), not {waiting!r}")
         waiting = []
-    timeout = _check_number(name, context, "timeout", None, problems, positive=True, optional=True)
+    _unicode_problems(name, context, problems)
+    timeout = _check_number(name, context, "timeout", None, problems, positive=True, optional=True, seconds=True)
     retry = _check_number(name, context, "retry", 0, problems, integer=True)
-    delay = _check_number(name, context, "delay", 0, problems)
+    delay = _check_number(name, context, "delay", 0, problems, seconds=True)
     backoff = _check_number(name, context, "backoff", 1, problems)
-    kill_grace = _check_number(name, context, "killGrace", DEFAULT_KILL_GRACE, problems)
+    kill_grace = _check_number(name, context, "killGrace", DEFAULT_KILL_GRACE, problems, seconds=True)
     cwd = context.get("cwd")
     if cwd is not None and not isinstance(cwd, str):
         problems.add(name, f"cwd must be a directory path (string), not {cwd!r}")
@@ -461,6 +570,14 @@ def _check_context(index: int, context: Any, problems: _Problems) -> _Checked:
         killGrace=kill_grace,
     )
     return _Checked(usable_id, id_from_command, name, waiting, definition)
+
+
+def validate_definition(job_id: Any, definition: dict[str, Any]) -> str | None:
+    """Why a job's definition as a state file holds it (DEFINITION_FIELDS, by name) could not have
+    come from entry(), or None: the state file's reader trusts nothing it has not checked."""
+    problems = _Problems()
+    _check_context(0, {"id": job_id, **definition}, problems)
+    return "; ".join(line.split(": ", 1)[1] for line in problems.lines) or None
 
 
 def parse_contexts(contexts: Iterable[dict[str, Any]]) -> list[JobDefinition]:

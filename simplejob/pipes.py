@@ -10,6 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 READ_SIZE = 1 << 16
+MAX_SELECT = 3600.0  # seconds: a longer select() timeout overflows epoll's milliseconds; loops wake and look again
+
+
+def select_timeout(seconds: float | None) -> float | None:
+    """A timeout for select(): at least 0, at most MAX_SELECT (None: wait for input only)."""
+    return None if seconds is None else min(MAX_SELECT, max(0.0, seconds))
 
 
 class LineReader:

@@ -25,6 +25,7 @@ class SupervisorExit(enum.IntEnum):
     FINISHED = 0  # the batch ran to its end (whatever the jobs' outcomes)
     NOT_STARTED = 2  # it could not start; the reason was sent as a SupervisorReply
     INTERRUPTED = 3  # stopped before the end (Ctrl-C, SIGTERM, the owner gone); see the state's reason
+    STATE_NOT_WRITTEN = 4  # the state file could not be written: the batch was stopped; see FatalReply
 
 
 # --- caller -> supervisor ---------------------------------------------------------------------
@@ -86,6 +87,12 @@ class ProblemReply(TypedDict):
 
 
 SupervisorReply = StartedReply | LockedReply | ProblemReply
+
+
+class FatalReply(TypedDict):
+    """The supervisor's last line, after StartedReply, when it stops the batch on its own."""
+
+    fatal: str  # e.g. "cannot write the state file '/x/state.json': No space left on device"
 
 
 # --- supervisor -> worker ---------------------------------------------------------------------

@@ -18,9 +18,10 @@ from .statefile import State
 class Plan:
     records: dict[str, JobRecord]  # in entry order
     kept: set[str] = field(default_factory=set)
-    # (pid, start time of that process, killGrace) of jobs that the earlier batch recorded as Running:
-    # their supervisor is gone, so anything of theirs still alive is killed before the batch restarts.
-    orphans: list[tuple[int, float | None, float]] = field(default_factory=list)
+    # (job id, pid, start time of that process, killGrace) of jobs that the earlier batch recorded as
+    # Running: their supervisor is gone, so anything of theirs still alive is killed before the batch
+    # restarts, if it is the same process (pid and start time; see batchstart.stop_orphan).
+    orphans: list[tuple[str, int, float | None, float]] = field(default_factory=list)
 
 
 def plan(definitions: list[JobDefinition], old: State | None) -> Plan:
@@ -31,7 +32,7 @@ def plan(definitions: list[JobDefinition], old: State | None) -> Plan:
     for record in old.records.values():
         if record.runningStatus == JobRunningStatus.Running and record.pid is not None:
             started = record.startTimestamp if record.attemptStartTimestamp is None else record.attemptStartTimestamp
-            result.orphans.append((record.pid, started, record.definition.killGrace))
+            result.orphans.append((record.id, record.pid, started, record.definition.killGrace))
     order = graphlib.TopologicalSorter({d.id: d.waiting for d in definitions}).static_order()
     for job_id in order:
         new = records[job_id]
@@ -40,7 +41,7 @@ def plan(definitions: list[JobDefinition], old: State | None) -> Plan:
             previous is not None
             and previous.runningStatus == JobRunningStatus.Completed
             and previous.exitCode == 0
-            and previous.definition.to_json() == new.definition.to_json()
+            and not previous.definition.changed_fields(new.definition)
             and all(w in result.kept for w in new.definition.waiting)
         ):
             kept = JobRecord.from_json(job_id, previous.to_json())

@@ -24,11 +24,13 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import statecheck
 from .errors import StateFileError, StateFileLocked
 from .model import JobRecord, JobRunningStatus
 
@@ -36,6 +38,10 @@ if TYPE_CHECKING:
     import filelock
 
 SCHEMA_VERSION = 1
+_HEADER_RULES: dict[str, statecheck.Rule] = {
+    "schemaVersion": (lambda v: type(v) is int and v == SCHEMA_VERSION, f"{SCHEMA_VERSION}"),
+    "generation": (lambda v: type(v) is int and v >= 1, "an integer >= 1"),
+}
 
 
 def journal_path(path: str) -> str:
@@ -57,7 +63,7 @@ def acquire_lock(path: str, *, owner_wait: float = 0.0) -> filelock.BaseFileLock
     """
     import filelock  # here: readers of the state file (the CLI's status) do not need it
 
-    lock = filelock.FileLock(lock_path(path), timeout=0)
+    lock = filelock.FileLock(lock_path(path), timeout=0, mode=0o600)  # >= 3.20.1: never through a symlink
     try:
         lock.acquire()
     except filelock.Timeout:
@@ -125,51 +131,76 @@ class State:
             self.supervisor.update(line["supervisor"])
 
 
+def open_regular(path: str) -> int | None:
+    """Open a file of the state for reading, or None if there is none. Anything but a regular file
+    (a FIFO, whose open would block; a directory; a device; a dangling or looping symlink) is a
+    StateFileError naming the path: it is never read, and never replaced."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise StateFileError(
+                path, f"is a symbolic link to {os.readlink(path)!r}, which does not exist: remove the link"
+            ) from None
+        return None
+    except OSError as error:
+        raise StateFileError(path, f"cannot be opened ({error.strerror}): use a regular file") from None
+    kind = os.fstat(fd).st_mode
+    if not stat.S_ISREG(kind):
+        os.close(fd)
+        raise StateFileError(path, f"is {_kind_of(kind)}, not a regular file: remove it or use another stateFile")
+    if hasattr(os, "O_NONBLOCK"):
+        os.set_blocking(fd, True)
+    return fd
+
+
+def _kind_of(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
 def _parse_snapshot(path: str, text: str) -> State:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise StateFileError(path, f"is not valid JSON ({error}); fix or move it, or use another stateFile") from None
-    if not isinstance(data, dict) or not isinstance(data.get("jobs"), dict):
-        raise StateFileError(path, 'is not a simplejob state file (no "jobs" object); use another stateFile')
-    version = data.get("schemaVersion")
-    if "schemaVersion" not in data:
-        raise StateFileError(path, 'has no "schemaVersion"; it is not a simplejob state file: use another stateFile')
-    if not isinstance(version, int) or isinstance(version, bool) or version > SCHEMA_VERSION:
+    if (
+        isinstance(data, dict)
+        and data.get("schemaVersion", 0) != SCHEMA_VERSION
+        and _is_integer(data.get("schemaVersion"))
+    ):
         raise StateFileError(
             path,
-            f"has schemaVersion {version!r}; this simplejob reads versions up to {SCHEMA_VERSION}: "
-            "upgrade simplejob or use another stateFile",
+            f"has schemaVersion {data['schemaVersion']!r}; this simplejob reads version {SCHEMA_VERSION}: "
+            "use the simplejob that wrote it, or another stateFile",
         )
-    for key in ("generation", "journalOffset"):
-        if not isinstance(data.get(key, 0), int) or isinstance(data.get(key), bool) or data.get(key, 0) < 0:
-            raise StateFileError(
-                path, f'has "{key}": {data[key]!r}, not an integer >= 0; fix it by hand or use another stateFile'
-            )
-    for key in ("supervisor", "options"):
-        if not isinstance(data.get(key) or {}, dict):
-            raise StateFileError(
-                path, f'has "{key}": {data[key]!r}, not an object; fix it by hand or use another stateFile'
-            )
-    job_id = None
     try:
-        records = {}
-        for job_id, entry in data["jobs"].items():
-            records[job_id] = JobRecord.from_json(job_id, entry)
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise StateFileError(
-            path,
-            f"has a malformed entry for job {job_id!r} ({error!r}); fix it by hand or use another stateFile",
-        ) from None
+        statecheck.check_snapshot(data)
+        records = {job_id: statecheck.check_entry(job_id, entry) for job_id, entry in data["jobs"].items()}
+        statecheck.check_graph(records)
+    except statecheck.Invalid as invalid:
+        raise StateFileError(path, f"{invalid}; fix it by hand or use another stateFile") from None
     return State(
         path=path,
         generation=data.get("generation", 0),
         supervisor=dict(data.get("supervisor") or {}),
         options=dict(data.get("options") or {}),
         records=records,
-        schemaVersion=version,
+        schemaVersion=data["schemaVersion"],
         journalOffset=data.get("journalOffset", 0),
     )
+
+
+def _is_integer(value: Any) -> bool:
+    return type(value) is int
 
 
 def load(path: str) -> State | None:
@@ -185,11 +216,12 @@ def load(path: str) -> State | None:
 def follow(path: str) -> tuple[State, JournalTail] | None:
     """Read the current state and keep following its journal (JournalTail.read_into)."""
     for _ in range(20):  # a new run starting between reading the two files is retried
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except FileNotFoundError:
+        fd = open_regular(path)
+        if fd is None:
             return None
+        try:
+            with os.fdopen(fd, "rb") as f:
+                text = f.read().decode()
         except (OSError, UnicodeDecodeError) as error:
             raise StateFileError(path, f"cannot be read ({error})") from None
         state = _parse_snapshot(path, text)
@@ -216,30 +248,33 @@ class JournalTail:
         self.generation: int | None = None
         self.buffer = b""
         self.position = 0
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
+        fd = open_regular(self.path)
+        if fd is None:
             return
         with os.fdopen(os.dup(fd), "rb") as f:
             header = f.readline()
         try:
             head = json.loads(header)
-            self.generation = int(head["generation"])
-            version = head.get("schemaVersion")
-        except (ValueError, KeyError, TypeError, AttributeError):
+            version = head.get("schemaVersion") if type(head) is dict else None
+            if type(version) is int and version != SCHEMA_VERSION:
+                os.close(fd)
+                raise StateFileError(
+                    self.path,
+                    f"has schemaVersion {version}; this simplejob reads version {SCHEMA_VERSION}: "
+                    "use the simplejob that wrote it, or another stateFile",
+                )
+            statecheck.check_fields(head, _HEADER_RULES, "the header line")
+            if set(head) != set(_HEADER_RULES):
+                raise statecheck.Invalid("the header line", f"has keys {sorted(head)}, not {sorted(_HEADER_RULES)}")
+        except (ValueError, TypeError, AttributeError, statecheck.Invalid) as error:
             os.close(fd)
             raise StateFileError(
                 self.path,
-                "has no valid header line; it is not a simplejob journal (or was damaged): "
-                "fix or remove it (its transitions since the last snapshot are then lost), or use another stateFile",
+                f"has no valid header line ({error}); it is not a simplejob journal of schemaVersion "
+                f"{SCHEMA_VERSION} (or was damaged): fix or remove it (its transitions since the last snapshot "
+                "are then lost), or use another stateFile",
             ) from None
-        if not isinstance(version, int) or version > SCHEMA_VERSION:
-            os.close(fd)
-            raise StateFileError(
-                self.path,
-                f"has schemaVersion {version!r}; this simplejob reads versions up to {SCHEMA_VERSION}: "
-                "upgrade simplejob or use another stateFile",
-            )
+        self.generation = head["generation"]
         if self.generation != state.generation:
             os.close(fd)  # older: already inside the snapshot; newer: the caller reads again
             return
@@ -270,14 +305,13 @@ class JournalTail:
             for line in data[:end].split(b"\n"):
                 if line.strip():
                     update = json.loads(line)
-                    if not isinstance(update, dict):
-                        raise TypeError(f"a line must be a JSON object, not {type(update).__name__}")
+                    statecheck.check_journal_line(update, state.records)
                     state.apply(update)
                 at += len(line) + 1
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
+        except (ValueError, statecheck.Invalid) as error:
             raise StateFileError(
                 self.path,
-                f"has a malformed line at byte {at} ({error!r}): {line[:200]!r}; "
+                f"has a malformed line at byte {at} ({error}): {line[:200]!r}; "
                 "a person edited or damaged it: fix or delete that line, or use another stateFile",
             ) from None
         self.position += end

@@ -4,11 +4,13 @@ atomic, durable file replacement it and move_aside() rely on."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from .clock import SYSTEM_CLOCK, Clock
@@ -34,32 +36,44 @@ def _fsync_directory(path: str) -> None:
         os.close(fd)
 
 
+TEMPORARY_INFIX = ".tmp-"  # FILE.tmp-XXXXXXXX: a temporary file of FILE's atomic replacement
+
+
 def replace_atomically(path: str, content: bytes | Callable[[BinaryIO], None], *, durable: bool) -> None:
     """Write content (bytes, or a function writing to a binary file) to path so that readers see
-    the old or the new content, never half."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb", buffering=1 << 20) as f:
-        if callable(content):
-            content(f)
-        else:
-            f.write(content)
-        f.flush()
-        if durable:
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    the old or the new content, never half.
+
+    The temporary file has a name nobody can predict and is created with O_EXCL (mkstemp: never
+    through a symlink planted beside the state file) and mode 0600. If writing fails (a full disk,
+    a file-size limit), it is removed and the old file stays as it was."""
+    directory, name = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=name + TEMPORARY_INFIX, dir=directory)
+    try:
+        with os.fdopen(fd, "wb", buffering=1 << 20) as f:
+            if callable(content):
+                content(f)
+            else:
+                f.write(content)
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
     if durable:
         _fsync_directory(path)
 
 
 def remove_leftovers(path: str) -> None:
     """Remove the temporary files of writers killed while replacing a file (call with the lock held:
-    then every such file belongs to a dead writer)."""
-    for pattern in (f"{glob.escape(path)}.tmp.*", f"{glob.escape(journal_path(path))}.tmp.*"):
-        for leftover in glob.glob(pattern):
-            try:
-                os.remove(leftover)
-            except OSError:
-                pass
+    then every such file belongs to a dead writer). FILE.tmp.PID: the names of simplejob <= 0.1."""
+    for name in (path, journal_path(path)):
+        for pattern in (f"{glob.escape(name)}{TEMPORARY_INFIX}*", f"{glob.escape(name)}.tmp.*"):
+            for leftover in glob.glob(pattern):
+                with contextlib.suppress(OSError):
+                    os.remove(leftover)
 
 
 def move_aside(path: str) -> str:
@@ -84,6 +98,24 @@ def move_aside(path: str) -> str:
         return backup
     finally:
         lock.release()
+
+
+class WriteFailed(Exception):
+    """A file of the state could not be written (a full disk, a file-size limit, a read-only file
+    system): the supervisor stops the batch and reports it; what was written before stays good."""
+
+    def __init__(self, path: str, error: OSError) -> None:
+        super().__init__(f"cannot write the state file {path!r}: {error.strerror or error}")
+        self.path = path
+        self.error = error
+
+
+@contextlib.contextmanager
+def _writing(path: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as error:
+        raise WriteFailed(path, error) from error
 
 
 class StateWriter:
@@ -116,8 +148,9 @@ class StateWriter:
         self.offset = 0
         self.compact()  # the snapshot comes first: the old journal (older generation) is then ignored
         header = (dumps({"schemaVersion": SCHEMA_VERSION, "generation": self.state.generation}) + "\n").encode()
-        replace_atomically(journal_path(self.path), header, durable=True)
-        self.fd = os.open(journal_path(self.path), os.O_WRONLY | os.O_APPEND)
+        with _writing(journal_path(self.path)):
+            replace_atomically(journal_path(self.path), header, durable=True)
+            self.fd = os.open(journal_path(self.path), os.O_WRONLY | os.O_APPEND)
         self.offset = len(header)
         self.state.journalOffset = self.compacted_offset = self.offset
 
@@ -134,7 +167,8 @@ class StateWriter:
             self.pending.clear()
             self.offset += len(data)
             assert self.fd is not None, "flush() before start()"
-            write_all(self.fd, data)
+            with _writing(journal_path(self.path)):
+                write_all(self.fd, data)
             self.unsynced = True
         now = self.clock.monotonic() if now is None else now
         if self.unsynced and now - self.last_fsync >= FSYNC_INTERVAL:
@@ -142,13 +176,16 @@ class StateWriter:
 
     def sync(self, now: float | None = None) -> None:
         if self.unsynced and self.fd is not None:
-            os.fsync(self.fd)
+            with _writing(journal_path(self.path)):
+                os.fsync(self.fd)
         self.unsynced = False
         self.last_fsync = self.clock.monotonic() if now is None else now
 
     def persist(self) -> None:
         """What the supervisor calls once per turn: journal what was recorded, and write a
         snapshot in the background when one is due."""
+        if self.write_error is not None:  # the last snapshot, written in the background, failed
+            self._join_writing()
         now = self.clock.monotonic()
         self.flush(now=now)
         if self.compaction_due(now):
@@ -202,7 +239,8 @@ class StateWriter:
 
     def _write(self, parts: list[bytes], offset: int, started: float) -> None:
         try:
-            replace_atomically(self.path, lambda f: f.writelines(parts), durable=True)
+            with _writing(self.path):
+                replace_atomically(self.path, lambda f: f.writelines(parts), durable=True)
         except BaseException as error:  # raised again in the supervisor's thread (_join_writing)
             self.write_error = error
             return
@@ -218,6 +256,16 @@ class StateWriter:
         if self.write_error is not None:
             error, self.write_error = self.write_error, None
             raise error
+
+    def abandon(self) -> None:
+        """Stop writing after a WriteFailed: what is on disk (the last good snapshot and the
+        journal up to the failed write) is left as it is, for a resume."""
+        if self.writing is not None:
+            self.writing.join()
+            self.writing = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
     def close(self) -> None:
         """Final snapshot and journal, both on disk (fsync) before returning."""

@@ -35,7 +35,16 @@ from . import batchstart, statefile, statewriter
 from .clock import SYSTEM_CLOCK, Clock
 from .model import AttemptRecord, AttemptResult, JobRecord, JobRunningStatus, format_datetime, transition
 from .pipes import LineReader, drain, signal_wakeup, write_all
-from .protocol import AttemptSpec, BatchOptions, BatchSpec, ControlMessage, Event, SupervisorExit, SupervisorReply
+from .protocol import (
+    AttemptSpec,
+    BatchOptions,
+    BatchSpec,
+    ControlMessage,
+    Event,
+    FatalReply,
+    SupervisorExit,
+    SupervisorReply,
+)
 from .scheduler import Outcome, Scheduler
 from .workers.executor import Executor
 from .workers.pool import LocalProcessPool
@@ -75,6 +84,7 @@ class Supervisor:
         self.clock = clock
         self.scheduler = scheduler_for(self.records, options, clock)
         self.interrupted: str | None = None  # why the batch is being stopped
+        self.fatal: str | None = None  # why the batch stopped on its own (the state could not be written)
         self.begun: set[str] = set()  # in flight and known to have started
         self.control: LineReader | None = None
         self.owner: int | None = None
@@ -127,6 +137,16 @@ class Supervisor:
 
     def run(self) -> int:
         """Run the batch to its end (or until it is interrupted); returns the exit code."""
+        try:
+            return self._loop()
+        except statewriter.WriteFailed as failed:
+            # Nothing more can be recorded: stop every job (a resume runs them again) and say why.
+            self.fatal = str(failed)
+            self.executor.shutdown()
+            self.writer.abandon()
+            return SupervisorExit.STATE_NOT_WRITTEN
+
+    def _loop(self) -> int:
         next_parent_check = 0.0
         while True:
             now = self.clock.monotonic()
@@ -356,17 +376,24 @@ def main() -> NoReturn:
     except batchstart.Refused as refused:
         _reply(refused.reply)
         sys.exit(SupervisorExit.NOT_STARTED)
+    except statewriter.WriteFailed as failed:
+        _reply({"error": "state", "problem": str(failed)})
+        sys.exit(SupervisorExit.NOT_STARTED)
     del spec["jobs"]  # type: ignore[misc]  # the records hold them now; 100,000 jobs are ~100 MB of dicts
     supervisor = Supervisor(state, writer, spec["options"], executor)
     supervisor.listen(control, owner)
     supervisor.cancel(spec["cancel"])  # cancelled before the batch started
     _reply({"ok": True, "pid": os.getpid(), "generation": state.generation, "basis": old_basis})
+    report = os.dup(1)  # for a FatalReply; our children do not inherit it
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)  # nobody reads our stdout any more; a stray write must not block
+    os.dup2(devnull, 1)  # a stray write must not reach the manager
     try:
         code = supervisor.run()
     finally:
         lock.release()
+    if supervisor.fatal is not None:
+        fatal: FatalReply = {"fatal": supervisor.fatal}
+        write_all(report, (json.dumps(fatal) + "\n").encode())
     sys.exit(code)
 
 

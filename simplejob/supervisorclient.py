@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn, cast
 
 from . import statefile
-from .errors import BatchInterrupted, StateFileError, StateFileLocked, SupervisorDied
+from .errors import BatchInterrupted, StateFileError, StateFileLocked, StateNotWritten, SupervisorDied
 from .model import JobDefinition
 from .programs import python_command
 from .protocol import (
     BatchOptions,
     BatchSpec,
     ControlMessage,
+    FatalReply,
     LockedReply,
     ProblemReply,
     StartedReply,
@@ -97,7 +98,7 @@ class BatchPlan:
             "stateFile": self.path,
             "options": self.options,
             "cancel": self.cancelled,
-            "jobs": [{"id": d.id, **d.to_json()} for d in self.definitions],
+            "jobs": [{"id": d.id, **d.to_spec()} for d in self.definitions],
         }
 
 
@@ -124,10 +125,11 @@ class SupervisorRun:
             reply_line = proc.stdout.readline()
         except BrokenPipeError:
             reply_line = b""
-        proc.stdout.close()
+        self.stdout = proc.stdout  # kept open: a FatalReply may follow at the end
         reply = cast(SupervisorReply, json.loads(reply_line) if reply_line.strip() else {})
         if "ok" not in reply:
             self.stdin.close()
+            self.stdout.close()
             refused(reply, proc.wait(), proc.pid, plan.path)
         self._follow(plan, cast(StartedReply, reply))
         self.ended = False
@@ -170,8 +172,13 @@ class SupervisorRun:
         self.ended = True
         self._close_stdin()
         code = self.proc.returncode
+        last = self.stdout.read().strip()  # the supervisor is gone: this ends at once
+        self.stdout.close()
         if code == SupervisorExit.INTERRUPTED:
             self.error = BatchInterrupted(self.proc.pid, self.plan.path, self.plan.state.supervisor.get("reason"))
+        elif code == SupervisorExit.STATE_NOT_WRITTEN and last:
+            fatal: FatalReply = json.loads(last)
+            self.error = StateNotWritten(self.proc.pid, code, self.plan.path, fatal["fatal"])
         elif code != SupervisorExit.FINISHED:
             self.error = SupervisorDied(self.proc.pid, code, self.plan.path)
 

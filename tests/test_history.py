@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from conftest import read_state, wait_until
-from simplejob import CalledJobError, JobManager
+from simplejob import CalledJobError, JobManager, StateFileError
 from simplejob.statefile import journal_path, load
 from test_state_file import DATA, schema_validator
 
@@ -126,3 +126,26 @@ def test_the_replacement_of_a_dead_worker_takes_its_slot(tmp_path):
 def test_files_written_before_history_existed_still_load_with_an_empty_one():
     state = load(str(DATA / "v1-finished" / "state.json"))
     assert all(r.history == [] and r.slot is None for r in state.records.values())
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda job: job.update(history=[{"attempt": 1}]),  # keys missing
+        lambda job: job.update(history=[{**job["history"][0], "result": "finished"}]),
+        lambda job: job.update(history=[{**job["history"][0], "finishTimestamp": "soon"}]),
+        lambda job: job.update(history={}),
+        lambda job: job.update(slot=-1),
+    ],
+)
+def test_a_damaged_history_or_slot_is_refused_naming_the_key(tmp_path, damage):
+    path = tmp_path / "state.json"
+    jm = JobManager(stateFile=str(path), maxWorkers=1)
+    jm.entry([{"id": "a", "commandLine": "true"}])
+    jm.run(interval=0.05)
+    state = read_state(path)
+    damage(state["jobs"]["a"])
+    path.write_text(json.dumps(state))
+    with pytest.raises(StateFileError) as raised:
+        load(str(path))
+    assert "'a'" in str(raised.value) and ("history" in str(raised.value) or "slot" in str(raised.value))

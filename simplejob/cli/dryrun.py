@@ -5,7 +5,7 @@ completed with exit code 0 earlier, its definition is unchanged and every job it
 
 from __future__ import annotations
 
-from ..model import DEFINITION_FIELDS, JobDefinition, JobRunningStatus
+from ..model import JobDefinition, JobRunningStatus
 from ..statefile import State
 from .describe import exit_words, outcome, topological_order
 
@@ -23,7 +23,7 @@ def explain(definitions: list[JobDefinition], old: State | None, selected: set[s
         if previous is None:
             rows.append(("run", job_id, "new" if old is not None and old.records else "not run yet"))
             continue
-        changed = [f for f in DEFINITION_FIELDS if getattr(previous.definition, f) != getattr(definition, f)]
+        changed = previous.definition.changed_fields(definition)
         not_kept = [w for w in definition.waiting if w not in kept]
         status = previous.runningStatus
         reasons = []

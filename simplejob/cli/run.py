@@ -66,7 +66,7 @@ def command(args: argparse.Namespace) -> int:
         if aside:
             _say(f"--fresh: the earlier batch was moved to {location.shown_path(aside)}")
     if batch.folder is not None:
-        os.makedirs(batch.folder, exist_ok=True)
+        os.makedirs(batch.folder, mode=0o700, exist_ok=True)
     earlier = statefile.load(batch.stateFile) if batch.stateFile else None
     manager = JobManager(
         logOutputDirectory=batch.logOutputDirectory,

@@ -13,7 +13,7 @@ import selectors
 import subprocess
 import time
 
-from ..pipes import LineReader, encode_lines, write_all
+from ..pipes import LineReader, encode_lines, select_timeout, write_all
 from ..programs import python_command
 from ..protocol import AttemptSpec, CancelAttemptMessage, Event, RunMessage, WorkerCommand
 from . import proctree
@@ -184,7 +184,7 @@ class LocalProcessPool(Executor):
         grace = max((w.assigned[0]["killGrace"] for w in self.workers if w.assigned), default=0.0)
         deadline = time.monotonic() + SHUTDOWN_MARGIN + grace
         while self.workers and time.monotonic() < deadline:
-            for key, _ in own.select(max(0.0, deadline - time.monotonic())):
+            for key, _ in own.select(select_timeout(deadline - time.monotonic())):
                 key.data()
         for worker in list(self.workers):
             worker.proc.kill()

@@ -114,11 +114,17 @@ def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Proce
     return alive
 
 
+START_TOLERANCE = 1.0  # seconds between a job's recorded start and its process's creation time
+
+
 def find_process(pid: int, started_at: float | None) -> psutil.Process | None:
-    """The process with this pid if it is the one that started at started_at (pids get reused)."""
+    """The process with this pid if it is the one that started at started_at (pids get reused).
+    Without a recorded start time nothing is known about the pid's owner: None."""
+    if started_at is None:
+        return None
     try:
         proc = psutil.Process(pid)
-        if started_at is not None and abs(proc.create_time() - started_at) > 1.0:
+        if abs(proc.create_time() - started_at) > START_TOLERANCE:
             return None
         return proc
     except psutil.Error:

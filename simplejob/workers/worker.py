@@ -24,6 +24,7 @@ import os
 import selectors
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -31,7 +32,7 @@ from collections import deque
 from typing import Any, BinaryIO, cast
 
 from ..model import format_datetime
-from ..pipes import LineReader, drain, signal_wakeup, write_all
+from ..pipes import LineReader, drain, select_timeout, signal_wakeup, write_all
 from ..protocol import AttemptSpec, Event, RunMessage
 from . import proctree
 
@@ -89,6 +90,25 @@ def _executable(spec: AttemptSpec, env: dict[str, str] | None) -> str | None:
     return _programs[key]
 
 
+_LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _open_log(path: str) -> BinaryIO | str:
+    """The job's log, opened for appending (created readable by its owner only), or why it
+    cannot be: a FIFO (which would block), a directory, a device or an unwritable place fails
+    the attempt (exit code 126) instead of hanging or killing this worker."""
+    try:
+        fd = os.open(path, _LOG_FLAGS, 0o600)
+    except OSError as error:
+        return f"cannot open its log {path!r}: {error.strerror}"
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return f"cannot use its log {path!r}: not a regular file"
+    if hasattr(os, "O_NONBLOCK"):
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "ab", buffering=0)
+
+
 class Attempt:
     """One running attempt: its process, log and deadline."""
 
@@ -112,7 +132,10 @@ class Attempt:
         """Start the process; on failure returns (exit code, reason)."""
         spec = self.spec
         if spec["log"]:
-            self.log = open(spec["log"], "ab", buffering=0)
+            opened = _open_log(spec["log"])
+            if isinstance(opened, str):
+                return 126, opened
+            self.log = opened
             self.note(f"job {self.id!r} attempt {spec['attempt']}/{spec['attempts']}: {spec['command_text']}")
         env = {**os.environ, **spec["env"]} if spec["env"] else None
         output = self.log if self.log is not None else _devnull()
@@ -167,7 +190,7 @@ class Worker:
             if self.current is not None:
                 times = [t for t in (self.current.deadline, self.current.announce_at) if t is not None]
                 timeout = max(0.0, min(times) - time.monotonic()) if times else None
-            for key, _ in self.selector.select(timeout):
+            for key, _ in self.selector.select(select_timeout(timeout)):
                 if key.fd == self.wake_r:
                     drain(self.wake_r)
                 else:

@@ -1,0 +1,186 @@
+"""What a state file may hold: every value read from state.json and its journal is checked here
+before anything trusts it. A value of the wrong type or out of range, an unknown key or status, a
+journal line for an unknown job or a second header is an Invalid, which the reader
+(statefile.py) turns into a StateFileError naming the file, the job and the key (or the journal
+line's offset); nothing is overwritten.
+
+The rules are tables (key -> test, words for what is expected), one per kind of object, so that
+a new key is added in one place together with its type. A job's definition (commandLine,
+waiting, timeout, ...) is checked by the same validation as the job contexts given to entry().
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from .model import DEFINITION_FIELDS, JobRecord, JobRunningStatus, find_cycle, validate_definition
+
+Rule = tuple[Callable[[Any], bool], str]
+MAX_SHOWN = 80  # characters of an offending value shown in a message
+
+
+class Invalid(Exception):
+    """A value a state file must not hold; where names the job or object, problem says why."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"{where}: {problem}")
+        self.where = where
+        self.problem = problem
+
+
+def _integer(value: Any) -> bool:
+    return type(value) is int  # not bool: false must not pass as exit code 0
+
+
+def _number(value: Any) -> bool:
+    return (type(value) is int or type(value) is float) and math.isfinite(value)
+
+
+def _text(value: Any) -> bool:
+    return type(value) is str
+
+
+def _or_null(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or test(value)
+
+
+_STATUSES = frozenset(status.name for status in JobRunningStatus)
+
+# One entry of a job's "history" (model.AttemptRecord): every key, each of its type.
+ATTEMPT_RULES: dict[str, Callable[[Any], bool]] = {
+    "attempt": lambda v: _integer(v) and v >= 1,
+    "startTimestamp": _or_null(lambda v: _number(v) and v >= 0),
+    "finishTimestamp": lambda v: _number(v) and v >= 0,
+    "slot": _or_null(lambda v: _integer(v) and v >= 0),
+    "pid": _or_null(lambda v: _integer(v) and v > 0),
+    "exitCode": _or_null(_integer),
+    "result": lambda v: v in ("exited", "timedOut", "cancelled", "interrupted"),
+    "reason": _or_null(_text),
+}
+
+
+def _attempts(value: Any) -> bool:
+    return type(value) is list and all(
+        type(entry) is dict
+        and entry.keys() == ATTEMPT_RULES.keys()
+        and all(test(entry[key]) for key, test in ATTEMPT_RULES.items())
+        for entry in value
+    )
+
+
+RECORD_RULES: dict[str, Rule] = {
+    "runningStatus": (lambda v: v in _STATUSES, f"a status ({', '.join(s.name for s in JobRunningStatus)})"),
+    "exitCode": (_or_null(_integer), "an integer or null"),
+    "retried": (_or_null(lambda v: _integer(v) and v >= 0), "an integer >= 0 or null"),
+    "attempts": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    "startDateTime": (_or_null(_text), "a string or null"),
+    "finishDateTime": (_or_null(_text), "a string or null"),
+    "elapsedSeconds": (_or_null(lambda v: _number(v) and v >= 0), "a number >= 0 or null"),
+    "startTimestamp": (_or_null(lambda v: _number(v) and v >= 0), "a number >= 0 (seconds since the epoch) or null"),
+    "attemptStartTimestamp": (_or_null(lambda v: _number(v) and v >= 0), "a number >= 0 or null"),
+    "pid": (_or_null(lambda v: _integer(v) and v > 0), "a positive integer or null"),
+    "reason": (_or_null(_text), "a string or null"),
+    "resumed": (lambda v: type(v) is bool, "true or false"),
+    "slot": (_or_null(lambda v: _integer(v) and v >= 0), "an integer >= 0 or null"),
+    "history": (lambda v: _attempts(v), "a list of ended attempts (see history in docs/state-file.md)"),
+}
+
+SUPERVISOR_RULES: dict[str, Rule] = {
+    "pid": (_or_null(lambda v: _integer(v) and v > 0), "a positive integer or null"),
+    "host": (_or_null(_text), "a string or null"),
+    "running": (lambda v: type(v) is bool, "true or false"),
+    "result": (lambda v: v in (None, "finished", "interrupted"), '"finished", "interrupted" or null'),
+    "startDateTime": (_or_null(_text), "a string or null"),
+    "finishDateTime": (_or_null(_text), "a string or null"),
+    "reason": (_or_null(_text), "a string or null"),
+    "ownerCommandLine": (_or_null(lambda v: type(v) is list and all(map(_text, v))), "a list of strings or null"),
+    "ownerCwd": (_or_null(_text), "a string or null"),
+}
+
+OPTIONS_RULES: dict[str, Rule] = {
+    "maxWorkers": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+    "keepGoing": (lambda v: type(v) is bool, "true or false"),
+    "logOutputDirectory": (_or_null(_text), "a string or null"),
+    "targets": (lambda v: type(v) is list and all(map(_text, v)), "a list of job ids"),
+}
+
+TOP_RULES: dict[str, Rule] = {
+    "schemaVersion": (lambda v: _integer(v) and v == 1, "1 (this simplejob reads version 1)"),
+    "generation": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    "journalOffset": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    "supervisor": (lambda v: type(v) is dict, "an object"),
+    "options": (lambda v: type(v) is dict, "an object"),
+    "jobs": (lambda v: type(v) is dict, "an object"),
+}
+
+
+def shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
+
+
+def check_fields(values: dict[str, Any], rules: dict[str, Rule], where: str) -> None:
+    for key, value in values.items():
+        rule = rules.get(key)
+        if rule is None:
+            raise Invalid(where, f"unknown key {shown(key)} (the known keys are {', '.join(rules)})")
+        test, expected = rule
+        if not test(value):
+            raise Invalid(where, f"key {key!r} is {shown(value)}, not {expected}")
+
+
+def check_snapshot(data: Any) -> None:
+    """The top of a snapshot: its keys, the supervisor and the options (the jobs: check_entry)."""
+    if type(data) is not dict or type(data.get("jobs")) is not dict:
+        raise Invalid("the file", 'is not a simplejob state file (no "jobs" object)')
+    if "schemaVersion" not in data:
+        raise Invalid("the file", 'has no "schemaVersion": it is not a simplejob state file')
+    check_fields(data, TOP_RULES, "the file")
+    check_fields(data.get("supervisor", {}), SUPERVISOR_RULES, '"supervisor"')
+    check_fields(data.get("options", {}), OPTIONS_RULES, '"options"')
+
+
+def check_entry(job_id: Any, entry: Any) -> JobRecord:
+    """One job of the snapshot's "jobs", checked, as a record."""
+    where = f"has a malformed entry for job {shown(job_id)}"
+    if type(entry) is not dict:
+        raise Invalid(where, f"is a JSON {type(entry).__name__}, not an object")
+    definition = {key: entry[key] for key in DEFINITION_FIELDS if key in entry}
+    problem = validate_definition(job_id, definition)
+    if problem is not None:
+        raise Invalid(where, problem)
+    check_fields({k: v for k, v in entry.items() if k not in definition}, RECORD_RULES, where)
+    return JobRecord.from_json(job_id, entry)
+
+
+def check_graph(records: dict[str, JobRecord]) -> None:
+    """Every wait names a job of the file, and the waits have no cycle."""
+    for record in records.values():
+        unknown = [w for w in record.definition.waiting if w not in records]
+        if unknown:
+            raise Invalid(f"job {shown(record.id)}", f"waits on {shown(unknown)}, which the file does not hold")
+    try:
+        find_cycle([record.definition for record in records.values()])
+    except ValueError as error:
+        raise Invalid("the jobs", str(error)) from None
+
+
+def check_journal_line(line: Any, records: dict[str, JobRecord]) -> None:
+    """One line of the journal after its header: a job's changed fields, or the supervisor's."""
+    if type(line) is not dict:
+        raise Invalid("the line", f"is a JSON {type(line).__name__}, not an object")
+    if "id" in line:
+        job_id = line["id"]
+        if type(job_id) is not str or job_id not in records:
+            raise Invalid("the line", f"names job {shown(job_id)}, which the state file does not hold")
+        check_fields({k: v for k, v in line.items() if k != "id"}, RECORD_RULES, f"job {shown(job_id)}")
+    elif "supervisor" in line and len(line) == 1:
+        if type(line["supervisor"]) is not dict:
+            raise Invalid("the line", f'has "supervisor": {shown(line["supervisor"])}, not an object')
+        check_fields(line["supervisor"], SUPERVISOR_RULES, '"supervisor"')
+    elif "schemaVersion" in line or "generation" in line:
+        raise Invalid("the line", "is a second header (only the first line is one)")
+    else:
+        raise Invalid("the line", f'has neither "id" nor "supervisor": {shown(line)}')
