@@ -71,7 +71,10 @@ def _attempts(value: Any) -> bool:
 
 
 RECORD_RULES: dict[str, Rule] = {
-    "runningStatus": (lambda v: v in _STATUSES, f"a status ({', '.join(s.name for s in JobRunningStatus)})"),
+    "runningStatus": (
+        lambda v: type(v) is str and v in _STATUSES,
+        f"a status ({', '.join(s.name for s in JobRunningStatus)})",
+    ),
     "exitCode": (_or_null(_integer), "an integer or null"),
     "retried": (_or_null(lambda v: _integer(v) and v >= 0), "an integer >= 0 or null"),
     "attempts": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
@@ -147,7 +150,10 @@ def check_entry(job_id: Any, entry: Any) -> JobRecord:
     where = f"has a malformed entry for job {shown(job_id)}"
     if type(entry) is not dict:
         raise Invalid(where, f"is a JSON {type(entry).__name__}, not an object")
-    definition = {key: entry[key] for key in DEFINITION_FIELDS if key in entry}
+    missing = [key for key in DEFINITION_FIELDS if key not in entry]
+    if missing:
+        raise Invalid(where, f"has no {', '.join(map(repr, missing))} (a state file holds every definition key)")
+    definition = {key: entry[key] for key in DEFINITION_FIELDS}
     problem = validate_definition(job_id, definition)
     if problem is not None:
         raise Invalid(where, problem)

@@ -8,16 +8,23 @@ short jobs, resume each time with a new JobManager on the same state file, and c
 - every resume keeps exactly the jobs that had Completed (entry() shows them "resumed");
 - every job ran, the batch ends with every job Completed, and no process is left.
 
-Kills land at random times from just before the supervisor starts (so also while it takes the
-lock, kills the orphans of the last run, writes its first snapshot) and after a random number of
-completions (so while jobs start and end and the journal and snapshot are written). Some kills
-also take the workers down at the same instant (as `kill -9` of the caller's process group would),
-leaving the running jobs orphaned for the resume to kill. Sometimes the resume starts at once,
-while the killed batch's workers still stop their jobs.
+Each round injects one fault (FAULTS): SIGKILL of the supervisor; of the supervisor and its workers
+at the same instant (leaving the running jobs orphaned for the resume to kill); of one worker (its
+job is recorded Interrupted, the batch goes on); SIGSTOP of the supervisor for up to 0.3 s, SIGCONT,
+then SIGKILL; a file-size limit (ulimit -f) put on the running supervisor at the size of its
+snapshot or journal, so that its next write fails (it stops the batch: StateNotWritten); and
+SIGKILL of a separate owner program's whole process group (the supervisor, in its own session,
+sees its owner die and stops the batch). Faults land at random times from just before the
+supervisor starts (so also while it takes the lock, kills the orphans of the last run, writes its
+first snapshot) and after a random number of completions (so while jobs start and end and the
+journal and snapshot are written). Sometimes the resume starts at once, while the stopped batch's
+workers still stop their jobs.
 
-Default size: SIMPLEJOB_FAULT_JOBS=300 jobs, SIMPLEJOB_FAULT_ROUNDS=15 rounds of one kill each (a
+Default size: SIMPLEJOB_FAULT_JOBS=300 jobs, SIMPLEJOB_FAULT_ROUNDS=15 rounds of one fault each (a
 few seconds). Large: e.g. SIMPLEJOB_FAULT_JOBS=3000 SIMPLEJOB_FAULT_ROUNDS=300. SIMPLEJOB_FAULT_SEED
-repeats the random choices of a run (the seed is printed, and named in every failure).
+repeats the random choices of a run (the seed is printed, and named in every failure). The last
+line printed counts runs, faults by kind, jobs lost, jobs run again after a recorded completion,
+processes left and unparsable files (docs/process-control.md shows a long run).
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -34,7 +44,7 @@ import psutil
 import pytest
 
 from conftest import session_processes
-from simplejob import JobManager, JobRunningStatus, SupervisorDied
+from simplejob import JobManager, JobRunningStatus, StateFileError, SupervisorDied
 from simplejob.statefile import load
 from simplejob.workers.pool import QUEUE_AHEAD
 
@@ -97,6 +107,50 @@ def kill(supervisor: psutil.Process, with_workers: bool) -> None:
         pass  # it had finished
 
 
+FAULTS = {  # kind -> weight
+    "supervisor": 3,
+    "supervisor and workers": 2,
+    "a worker": 2,
+    "stop, continue, kill": 1,
+    "file-size limit": 2,
+    "owner's process group": 2,
+}
+
+OWNER = """\
+import sys
+from simplejob import JobManager
+manager = JobManager(stateFile=sys.argv[1], maxWorkers=int(sys.argv[3]))
+manager.entryFromJson(sys.argv[2])
+manager.run(interval=0.05)
+"""
+
+
+def inject(fault: str, supervisor: psutil.Process, rng: random.Random, path) -> None:
+    """One fault to a running supervisor (the owner's process group is done apart: run_owner)."""
+    try:
+        if fault == "supervisor":
+            kill(supervisor, False)
+        elif fault == "supervisor and workers":
+            kill(supervisor, True)
+        elif fault == "a worker":
+            workers = supervisor.children()
+            if workers:
+                rng.choice(workers).kill()
+        elif fault == "stop, continue, kill":
+            supervisor.suspend()
+            time.sleep(rng.uniform(0.0, 0.3))
+            supervisor.resume()
+            kill(supervisor, False)
+        elif fault == "file-size limit":
+            # at the current size of the snapshot (the next, longer one fails) or of the journal
+            # (the next append fails part-way: a torn last line)
+            target = path if rng.random() < 0.5 else path.with_name(path.name + ".journal")
+            size = target.stat().st_size if target.exists() else 0
+            supervisor.rlimit(psutil.RLIMIT_FSIZE, (size, size))
+    except psutil.NoSuchProcess:
+        pass  # it had finished
+
+
 class SnapshotReader(threading.Thread):
     """Parses the snapshot (json.loads, as a person's tool would) as often as it can while the test runs."""
 
@@ -127,7 +181,7 @@ class SnapshotReader(threading.Thread):
 @pytest.mark.timeout(60 + JOBS * ROUNDS // 100)
 def test_sigkill_at_random_moments_loses_nothing_and_runs_nothing_twice(tmp_path, monkeypatch):
     rng = random.Random(SEED)
-    print(f"fault injection: {JOBS} jobs, {ROUNDS} kills, SIMPLEJOB_FAULT_SEED={SEED}")
+    print(f"fault injection: {JOBS} jobs, {ROUNDS} rounds of one fault, SIMPLEJOB_FAULT_SEED={SEED}")
     about = f"(SIMPLEJOB_FAULT_SEED={SEED})"
     marker = uuid.uuid4().hex
     monkeypatch.setenv(MARKER, marker)
@@ -160,7 +214,35 @@ def test_sigkill_at_random_moments_loses_nothing_and_runs_nothing_twice(tmp_path
     reader.start()
     completed: set[str] = set()  # recorded Completed in the state file after the last round
     frozen: dict[str, int] = {}  # job -> its runs, counted once all processes were gone after it was Completed
-    kills = killed_with_workers = busy = 0  # busy: rounds that began with jobs still to run
+    faults: Counter = Counter()  # kind -> rounds in which it reached a running batch
+    busy = 0  # rounds that began with jobs still to run
+    (tmp_path / "jobs.json").write_text(json.dumps({"jobContexts": jobs}))
+
+    def run_owner(rng: random.Random) -> bool:
+        """A separate owner program runs the batch; SIGKILL its process group after some progress."""
+        owner = subprocess.Popen(
+            [sys.executable, "-c", OWNER, str(path), str(tmp_path / "jobs.json"), str(WORKERS)],
+            start_new_session=True,
+        )
+        target = rng.randint(1, 10)
+        start = len(completed)
+        deadline = time.monotonic() + 10
+        while owner.poll() is None and time.monotonic() < deadline:
+            try:
+                state = load(str(path))
+            except Exception:  # noqa: BLE001 - mid-write: look again
+                state = None
+            if state is not None and state.supervisor.get("running"):
+                done_now = sum(1 for r in state.records.values() if r.runningStatus == JobRunningStatus.Completed)
+                if done_now >= start + target or done_now == JOBS:
+                    break
+            time.sleep(0.005)
+        hit = owner.poll() is None
+        if hit:
+            os.killpg(owner.pid, signal.SIGKILL)
+        owner.wait()
+        quiet()  # the supervisor stops the batch and exits by itself
+        return hit
 
     def freeze() -> None:
         quiet()
@@ -178,35 +260,39 @@ def test_sigkill_at_random_moments_loses_nothing_and_runs_nothing_twice(tmp_path
                 f"not the {len(completed)} recorded Completed {about}"
             )
 
-            with_workers = rng.random() < 0.3
-            killed = False
-            if rng.random() < 0.4:
+            fault = rng.choices(list(FAULTS), weights=list(FAULTS.values()))[0]
+            hit = False  # the fault reached a running batch
+            if fault == "owner's process group":
+                hit = run_owner(rng)
+            elif rng.random() < 0.4:
                 # by time, from before the supervisor exists: its start-up (lock, orphans, first
                 # snapshot, journal header) and the first jobs are in range
                 done = threading.Event()
-
                 delay = rng.uniform(0.0, 0.15)
+                reached: list[bool] = []
 
-                def killer(delay=delay, with_workers=with_workers, done=done):
+                def injector(delay=delay, fault=fault, done=done, reached=reached):
                     if done.wait(delay):
                         return
                     while not done.is_set():
                         supervisor = supervisor_child()
                         if supervisor is not None:
-                            kill(supervisor, with_workers)
+                            inject(fault, supervisor, rng, path)
+                            reached.append(True)
                             return
                         time.sleep(0.001)
 
-                thread = threading.Thread(target=killer, daemon=True)
+                thread = threading.Thread(target=injector, daemon=True)
                 thread.start()
                 try:
                     manager.runAllReadyJobs()
                     manager.join()
-                except SupervisorDied:
-                    killed = True
+                except (SupervisorDied, StateFileError):  # StateFileError: a limit before its first snapshot
+                    pass
                 finally:
                     done.set()
                     thread.join()
+                hit = bool(reached)
             else:
                 # by progress: once a random number of jobs more completed (a few more end meanwhile)
                 try:
@@ -216,12 +302,12 @@ def test_sigkill_at_random_moments_loses_nothing_and_runs_nothing_twice(tmp_path
                         time.sleep(0.0005)
                     supervisor = supervisor_child()
                     if supervisor is not None:
-                        kill(supervisor, with_workers)
+                        inject(fault, supervisor, rng, path)
+                        hit = True
                     manager.join()
                 except SupervisorDied:
-                    killed = True
-            kills += killed
-            killed_with_workers += killed and with_workers
+                    pass
+            faults[fault] += hit
 
             # the state file parses, as JSON and as a state, and is whole
             if not path.exists():  # killed before its first snapshot
@@ -265,15 +351,17 @@ def test_sigkill_at_random_moments_loses_nothing_and_runs_nothing_twice(tmp_path
     ran_again = {job_id: (frozen[job_id], counts[job_id]) for job_id in frozen if counts[job_id] != frozen[job_id]}
     assert ran_again == {}, f"recorded Completed, then ran again (runs then, at the end): {ran_again} {about}"
     repeated = sum(counts.values()) - JOBS
+    total = sum(faults.values())
     print(
-        f"{kills} kills ({killed_with_workers} with the workers; {busy} rounds had jobs to run), "
-        f"{len(frozen)} jobs recorded Completed before "
-        f"the last run, {repeated} runs repeated (interrupted, or ended but not yet journaled), "
-        f"{reader.parsed} snapshots parsed meanwhile"
+        f"fault injection result: {ROUNDS} rounds, {total} faults ({dict(faults)}; {busy} rounds had jobs to run), "
+        f"{sum(counts.values())} job runs, {len(frozen)} jobs recorded Completed before the last run, "
+        f"{repeated} runs repeated (interrupted, or ended but not yet journaled), 0 jobs lost, "
+        f"{len(ran_again)} run again after a recorded completion, 0 processes left, "
+        f"{len(reader.failures)} unparsable of {reader.parsed} snapshots read meanwhile"
     )
-    assert repeated <= kills * WORKERS * UNJOURNALED_PER_WORKER, f"{repeated} repeated runs for {kills} kills {about}"
+    assert repeated <= total * WORKERS * UNJOURNALED_PER_WORKER, f"{repeated} repeated runs for {total} faults {about}"
     assert reader.failures == [], f"{len(reader.failures)} unparsable snapshots: {reader.failures[:3]} {about}"
     assert reader.parsed > 0
-    assert kills >= ROUNDS // 3, f"only {kills} of {ROUNDS} rounds killed a supervisor {about}"
-    leftovers = sorted(p.name for p in tmp_path.iterdir() if ".tmp." in p.name)
+    assert total >= ROUNDS // 3, f"only {total} of {ROUNDS} faults reached a running batch {about}"
+    leftovers = sorted(p.name for p in tmp_path.iterdir() if ".tmp" in p.name)
     assert leftovers == [], f"temporary files of killed writers left: {leftovers} {about}"
