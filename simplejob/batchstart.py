@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import filelock
 import psutil
@@ -25,6 +26,16 @@ class Refused(Exception):
 
     def __init__(self, reply: SupervisorReply) -> None:
         self.reply = reply
+
+
+def _owner() -> dict[str, Any]:
+    """The command line and working directory of the process that owns the batch (our parent, the
+    JobManager's process), for a person reading the state or its report: what ran this batch."""
+    try:
+        owner = psutil.Process(os.getppid())
+        return {"ownerCommandLine": owner.cmdline(), "ownerCwd": owner.cwd()}
+    except psutil.Error:
+        return {"ownerCommandLine": None, "ownerCwd": None}
 
 
 def stop_orphan(pid: int, started: float | None, grace: float) -> str | None:
@@ -79,6 +90,7 @@ def open_batch(
             plan.records[job_id].reason = reason
     supervisor = {
         **statefile.supervisor_identity(),
+        **_owner(),
         "running": True,
         "result": None,
         "startDateTime": format_datetime(time.time()),

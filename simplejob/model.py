@@ -17,7 +17,7 @@ import re
 import shlex
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 DATE_FORMAT = "%Y/%m/%d %H:%M:%S.%f"
 DEFAULT_KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when a job's tree is killed
@@ -196,6 +196,22 @@ def _same_env(a: JobDefinition, b: JobDefinition) -> bool:
     return all(env_matches(digests[name], value) for name, value in values.items())
 
 
+AttemptResult = Literal["exited", "timedOut", "cancelled", "interrupted"]
+
+
+class AttemptRecord(TypedDict):
+    """One ended attempt of a job: an entry of the state file's "history" (what a timeline draws)."""
+
+    attempt: int  # 1-based, within this run of the job
+    startTimestamp: float | None  # epoch seconds when its process started
+    finishTimestamp: float  # epoch seconds when it ended
+    slot: int | None  # the executor's slot (a worker of the local pool: 0..maxWorkers-1) that ran it
+    pid: int | None
+    exitCode: int | None  # None unless it exited by itself
+    result: AttemptResult
+    reason: str | None
+
+
 @dataclasses.dataclass(slots=True)
 class JobRecord:
     """A job's definition plus what happened to it: one entry of the state file's "jobs"."""
@@ -214,6 +230,9 @@ class JobRecord:
     attemptStartTimestamp: float | None = None
     reason: str | None = None
     resumed: bool = False
+    slot: int | None = None  # the executor's slot of the running (or last) attempt; None if it has none
+    # Every ended attempt, in order; a new list on each change (records are copied shallowly).
+    history: list[AttemptRecord] = dataclasses.field(default_factory=list)
 
     STATE_FIELDS = (
         "runningStatus",
@@ -228,6 +247,8 @@ class JobRecord:
         "attemptStartTimestamp",
         "reason",
         "resumed",
+        "slot",
+        "history",
     )
 
     @property

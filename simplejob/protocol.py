@@ -148,6 +148,8 @@ class Event:
         itself), timed_out, cancelled, reason (words for a failure, or None), leftovers (processes
         it left, killed) and t. An attempt that finishes quickly may have no "started".
     "returned": the attempt was not started; the supervisor schedules it again.
+    slot: the executor's slot that runs the attempt (the local pool numbers its workers 0..n-1, a
+        replacement of a dead worker taking its number); set by the executor, never sent by a worker.
     """
 
     kind: EventKind
@@ -161,6 +163,7 @@ class Event:
     cancelled: bool = False
     reason: str | None = None
     leftovers: int = 0
+    slot: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The wire form: only the fields that differ from their defaults."""

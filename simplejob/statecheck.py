@@ -55,6 +55,28 @@ def _or_null(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
 
 _STATUSES = frozenset(status.name for status in JobRunningStatus)
 
+# One entry of a job's "history" (model.AttemptRecord): every key, each of its type.
+ATTEMPT_RULES: dict[str, Callable[[Any], bool]] = {
+    "attempt": lambda v: _integer(v) and v >= 1,
+    "startTimestamp": _or_null(lambda v: _number(v) and v >= 0),
+    "finishTimestamp": lambda v: _number(v) and v >= 0,
+    "slot": _or_null(lambda v: _integer(v) and v >= 0),
+    "pid": _or_null(lambda v: _integer(v) and v > 0),
+    "exitCode": _or_null(_integer),
+    "result": lambda v: v in ("exited", "timedOut", "cancelled", "interrupted"),
+    "reason": _or_null(_text),
+}
+
+
+def _attempts(value: Any) -> bool:
+    return type(value) is list and all(
+        type(entry) is dict
+        and entry.keys() == ATTEMPT_RULES.keys()
+        and all(test(entry[key]) for key, test in ATTEMPT_RULES.items())
+        for entry in value
+    )
+
+
 RECORD_RULES: dict[str, Rule] = {
     "runningStatus": (
         lambda v: type(v) is str and v in _STATUSES,
@@ -71,6 +93,8 @@ RECORD_RULES: dict[str, Rule] = {
     "pid": (_or_null(lambda v: _integer(v) and v > 0), "a positive integer or null"),
     "reason": (_or_null(_text), "a string or null"),
     "resumed": (lambda v: type(v) is bool, "true or false"),
+    "slot": (_or_null(lambda v: _integer(v) and v >= 0), "an integer >= 0 or null"),
+    "history": (lambda v: _attempts(v), "a list of ended attempts (see history in docs/state-file.md)"),
 }
 
 SUPERVISOR_RULES: dict[str, Rule] = {
@@ -81,6 +105,8 @@ SUPERVISOR_RULES: dict[str, Rule] = {
     "startDateTime": (_or_null(_text), "a string or null"),
     "finishDateTime": (_or_null(_text), "a string or null"),
     "reason": (_or_null(_text), "a string or null"),
+    "ownerCommandLine": (_or_null(lambda v: type(v) is list and all(map(_text, v))), "a list of strings or null"),
+    "ownerCwd": (_or_null(_text), "a string or null"),
 }
 
 OPTIONS_RULES: dict[str, Rule] = {

@@ -33,7 +33,7 @@ from typing import Any, NoReturn
 
 from . import batchstart, statefile, statewriter
 from .clock import SYSTEM_CLOCK, Clock
-from .model import JobRecord, JobRunningStatus, format_datetime, transition
+from .model import AttemptRecord, AttemptResult, JobRecord, JobRunningStatus, format_datetime, transition
 from .pipes import LineReader, drain, signal_wakeup, write_all
 from .protocol import (
     AttemptSpec,
@@ -197,7 +197,7 @@ class Supervisor:
         for event in self.executor.take_events():
             record = self.records[event.id]
             if event.kind == "started":
-                self.writer.record(self._begin(record, event.t, event.pid))
+                self.writer.record(self._begin(record, event.t, event.pid, event.slot))
             elif event.kind == "returned":
                 self._returned(record)
             else:
@@ -229,9 +229,9 @@ class Supervisor:
             "resources": definition.resources,
         }
 
-    def _begin(self, record: JobRecord, t: float, pid: int | None) -> dict[str, Any]:
+    def _begin(self, record: JobRecord, t: float, pid: int | None, slot: int | None) -> dict[str, Any]:
         self.begun.add(record.id)
-        fields: dict[str, Any] = {"attempts": record.attempts + 1, "pid": pid, "reason": None}
+        fields: dict[str, Any] = {"attempts": record.attempts + 1, "pid": pid, "reason": None, "slot": slot}
         if record.startTimestamp is None:
             fields.update(startDateTime=format_datetime(t), startTimestamp=t)
         else:  # a retry: its process started now; a resume tells it by this from a reused pid
@@ -246,25 +246,35 @@ class Supervisor:
     def _attempt_finished(self, record: JobRecord, event: Event) -> None:
         begin: dict[str, Any] = {}
         if record.id not in self.begun and not (event.cancelled and event.start_t is None):
-            begin = self._begin(record, event.start_t or event.t, event.pid)  # a short job: one journal line
+            # a short job: one journal line
+            begin = self._begin(record, event.start_t or event.t, event.pid, event.slot)
+        ran = record.id in self.begun  # False: cancelled before it started (no attempt to record)
         self.begun.discard(record.id)
         definition = record.definition
+        reason: str | None
         if event.cancelled:
-            line = self._finish(record, JobRunningStatus.Cancelled, event.t, reason="cancelled")
+            reason = "cancelled"
+            history = self._ended(record, event, ran, "cancelled", reason)
+            line = self._finish(record, JobRunningStatus.Cancelled, event.t, reason=reason, history=history)
         elif event.timed_out and record.attempts <= definition.retry:
             wait = definition.retry_wait(record.attempts)
             self.scheduler.retry_after(record.id, wait)
+            history = self._ended(record, event, ran, "timedOut", event.reason)
             line = transition(
                 record,
                 JobRunningStatus.Running,
                 pid=None,
                 reason=f"attempt {record.attempts} {event.reason}; retry {record.attempts} in {wait:g} s",
+                **({} if history is None else {"history": history}),
             )
         elif event.timed_out:
-            line = self._finish(record, JobRunningStatus.RetryOut, event.t, reason=event.reason)
+            history = self._ended(record, event, ran, "timedOut", event.reason)
+            line = self._finish(record, JobRunningStatus.RetryOut, event.t, reason=event.reason, history=history)
         elif event.exit_code is None:
             # Cut short by something outside the job (its worker died, the batch is stopping).
-            line = self._finish(record, JobRunningStatus.Interrupted, event.t, reason=self.interrupted or event.reason)
+            reason = self.interrupted or event.reason
+            history = self._ended(record, event, ran, "interrupted", reason)
+            line = self._finish(record, JobRunningStatus.Interrupted, event.t, reason=reason, history=history)
         else:
             reason = event.reason
             if reason is None and event.exit_code != 0:
@@ -272,8 +282,31 @@ class Supervisor:
             if event.leftovers:
                 left = f"left {event.leftovers} process(es) running; they were killed"
                 reason = f"{reason}; {left}" if reason else left
-            line = self._finish(record, JobRunningStatus.Completed, event.t, exitCode=event.exit_code, reason=reason)
+            history = self._ended(record, event, ran, "exited", reason)
+            line = self._finish(
+                record, JobRunningStatus.Completed, event.t, exitCode=event.exit_code, reason=reason, history=history
+            )
         self.writer.record({**begin, **line})
+
+    @staticmethod
+    def _ended(
+        record: JobRecord, event: Event, ran: bool, result: AttemptResult, reason: str | None
+    ) -> list[AttemptRecord] | None:
+        """The job's history with the attempt that just ended appended (a new list: the journal
+        line carries it whole), or None if no attempt ran (cancelled before it started)."""
+        if not ran:
+            return None
+        entry: AttemptRecord = {
+            "attempt": record.attempts,
+            "startTimestamp": record.startTimestamp if record.attempts <= 1 else record.attemptStartTimestamp,
+            "finishTimestamp": event.t,
+            "slot": record.slot,
+            "pid": event.pid if event.pid is not None else record.pid,
+            "exitCode": event.exit_code,
+            "result": result,
+            "reason": reason,
+        }
+        return [*record.history, entry]
 
     def _finish(
         self,
@@ -283,8 +316,10 @@ class Supervisor:
         *,
         exitCode: int | None = None,
         reason: str | None = None,
+        history: list[AttemptRecord] | None = None,
     ) -> dict[str, Any]:
-        """A job's last transition; returns its journal line."""
+        """A job's last transition (with the history of its attempts when one just ended);
+        returns its journal line."""
         elapsed = None if record.startTimestamp is None else round(max(0.0, t - record.startTimestamp), 6)
         line = transition(
             record,
@@ -294,6 +329,7 @@ class Supervisor:
             elapsedSeconds=elapsed,
             pid=None,
             reason=reason,
+            **({} if history is None else {"history": history}),
         )
         outcome: Outcome = "cancelled" if status == JobRunningStatus.Cancelled else "failed"
         if record.succeeded():

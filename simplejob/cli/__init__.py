@@ -1,4 +1,4 @@
-"""The command line: `simplejob run|status|logs|forget`, and the reference's own form
+"""The command line: `simplejob run|status|logs|forget|graph|report`, and the reference's own form
 `simplejob JOBS.json --logOutputDirectory DIR --loopInterval S`. See docs/command-line.md.
 
 Where things are:
@@ -11,6 +11,8 @@ Where things are:
     dryrun.py    `run -n`: what would run, in order, and why
     status.py    `status`: the table, --json, --watch
     logs.py      `logs`, `logs --follow`; `forget` (on simplejob.forget)
+    pictures.py  `graph` (DOT, Mermaid; on simplejob.graph) and `report` (JSON, --html)
+    htmlreport.py the HTML report (also `run --html`): data, summary, graph; report.html is its page
 """
 
 from __future__ import annotations
@@ -20,12 +22,19 @@ import signal
 import sys
 
 from ..errors import SimplejobError
-from . import logs, parser, run, status
+from . import logs, parser, pictures, run, status
 from .parser import EXIT_INTERRUPTED, EXIT_USAGE
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell tool killed by the closed pipe would return
 
-COMMANDS = {"run": run.command, "status": status.command, "logs": logs.command, "forget": logs.forget_command}
+COMMANDS = {
+    "run": run.command,
+    "status": status.command,
+    "logs": logs.command,
+    "forget": logs.forget_command,
+    "graph": pictures.graph_command,
+    "report": pictures.report_command,
+}
 
 
 def _interrupt(signum: int, _frame: object) -> None:

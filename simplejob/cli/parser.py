@@ -40,6 +40,15 @@ LOGS_EXAMPLES = """examples:
   simplejob logs jobs.json compile        print the log of job 'compile'
   simplejob logs jobs.json compile -f     stream it until the job ends (exit code 1 if it failed)"""
 
+GRAPH_EXAMPLES = """examples:
+  simplejob graph jobs.json | dot -Tsvg > graph.svg     draw it with Graphviz
+  simplejob graph jobs.json --format mermaid          a Mermaid flowchart, for a Markdown page
+  simplejob graph .simplejob/jobs/state.json -o g.dot  coloured by outcome, with elapsed times"""
+
+REPORT_EXAMPLES = """examples:
+  simplejob report jobs.json --html -o report.html   one self-contained page: summary, timeline, graph, jobs
+  simplejob report jobs.json                          the report JSON (as `run --report` prints it)"""
+
 FORGET_EXAMPLES = """examples:
   simplejob forget jobs.json fetch        'fetch' and every job waiting on it run again next time
   simplejob forget jobs.json --all        every job runs again next time"""
@@ -162,6 +171,12 @@ def build() -> argparse.ArgumentParser:
         default=[],
         help="what the jobs' resources may add up to at once on this machine, e.g. --resource gpu=1 (repeatable)",
     )
+    run.add_argument(
+        "--html",
+        metavar="FILE",
+        default=None,
+        help="write an HTML report (timeline, graph, jobs) to FILE when the batch ends, however it ends",
+    )
 
     status = commands.add_parser(
         "status",
@@ -187,6 +202,33 @@ def build() -> argparse.ArgumentParser:
     logs.add_argument("id", metavar="ID", help="the job's id")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing what the job writes until it ends")
 
+    graph = commands.add_parser(
+        "graph",
+        help="print a batch's dependency graph (Graphviz DOT or Mermaid)",
+        epilog=GRAPH_EXAMPLES,
+        formatter_class=raw,
+        description="Print the dependency graph of a batch: every job a node, every wait an edge from the "
+        "job waited on to the job that waits. With a state, nodes are coloured by outcome and show their "
+        "elapsed time.",
+    )
+    graph.add_argument("target", metavar="TARGET", help="a jobs file, a state file, or a batch folder")
+    graph.add_argument("--format", choices=("dot", "mermaid"), default="dot", help="dot (default) or mermaid")
+    graph.add_argument("--output", "-o", metavar="FILE", default=None, help="write to FILE instead of stdout")
+
+    report = commands.add_parser(
+        "report",
+        help="a batch's report: JSON, or --html, a page with its timeline and graph",
+        epilog=REPORT_EXAMPLES,
+        formatter_class=raw,
+        description="Print the report JSON of a batch, or with --html write one self-contained HTML page "
+        "(no network needed): a summary, a timeline of the run, the dependency graph and a table of the jobs.",
+    )
+    report.add_argument("target", metavar="TARGET", help="a state file, a jobs file (its batch), or a batch folder")
+    report.add_argument(
+        "--html", action="store_true", help="write the HTML report (default FILE: report.html beside the state file)"
+    )
+    report.add_argument("--output", "-o", metavar="FILE", default=None, help="write to FILE instead of stdout")
+
     forget = commands.add_parser(
         "forget",
         help="make jobs run again on the next run",
@@ -201,7 +243,7 @@ def build() -> argparse.ArgumentParser:
     return top
 
 
-COMMAND_NAMES = ("run", "status", "logs", "forget")
+COMMAND_NAMES = ("run", "status", "logs", "forget", "graph", "report")
 
 
 def parse(argv: list[str]) -> argparse.Namespace | None:

@@ -16,11 +16,11 @@ import time
 from rich.console import Console
 
 from .. import statefile
-from ..errors import CalledJobError, SupervisorDied
+from ..errors import CalledJobError, SimplejobError, SupervisorDied
 from ..manager import JobManager
 from ..model import JobDefinition, JobRecord, JobRunningStatus, parse_contexts
 from ..scheduler import closure
-from . import dryrun, location, progress
+from . import dryrun, htmlreport, location, progress, status
 from .describe import blocked_by, counts, counts_line, seconds
 from .parser import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 
@@ -51,6 +51,10 @@ def _resume_hint(args: argparse.Namespace, batch: location.Batch, state_file: st
 
 
 def command(args: argparse.Namespace) -> int:
+    if args.html:
+        html_directory = os.path.dirname(os.path.abspath(args.html))
+        if not os.path.isdir(html_directory):
+            raise ValueError(f"--html {args.html}: no directory {html_directory!r} to write the report in")
     contexts = location.read_jobs_file(args.jobContexts)
     definitions = parse_contexts(contexts)  # ValueError: bad input, nothing written
     selected = upstream(definitions, args.targets) if args.targets else [d.id for d in definitions]
@@ -163,6 +167,8 @@ def _finish(
             sys.stderr.write(progress.failure_tail(record, batch.logOutputDirectory or None))
     if args.report or args.referenceForm:
         print(manager.report(), flush=True)
+    if args.html:
+        _write_html(args.html, manager.stateFile)
     summary = f"{len(chosen)} jobs in {seconds(wall)}: {counts_line(counts(chosen, blocked))}"
     print(summary, file=sys.stderr if (args.report or args.referenceForm) else sys.stdout, flush=True)
     hint = _resume_hint(args, batch, manager.stateFile)
@@ -186,6 +192,16 @@ def _finish(
     if batch.folder is None and batch.stateFile is None:
         _say(f"state file {manager.stateFile}")  # the reference's form: a temporary state file
     return EXIT_OK
+
+
+def _write_html(output: str, state_file: str) -> None:
+    """`run --html FILE`: the report of the batch as it ended (finished, failed or interrupted)."""
+    try:
+        htmlreport.write(status.read(state_file), output)
+    except (OSError, ValueError, SimplejobError) as error:
+        _say(f"could not write the HTML report {output}: {error}")
+        return
+    _say(f"HTML report: {location.shown_path(os.path.abspath(output))}")
 
 
 def _target(args: argparse.Namespace, batch: location.Batch, state_file: str) -> str:

@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
@@ -56,6 +56,7 @@ class View:
     log_dir: str | None
     batch: str  # running, finished, interrupted, stopped (its supervisor is gone), not started
     blocked: dict[str, list[str]]
+    options: dict[str, Any] = field(default_factory=dict)  # the state's "options"
 
     @property
     def finished(self) -> bool:
@@ -90,7 +91,7 @@ def read(target: str) -> View:
     else:
         batch = supervisor.get("result") or "not started"
     log_dir = state.options.get("logOutputDirectory") or None
-    return View(path, state.records, supervisor, log_dir, batch, blocked_by(state.records))
+    return View(path, state.records, supervisor, log_dir, batch, blocked_by(state.records), state.options)
 
 
 def _note(view: View, record: JobRecord) -> str:
@@ -121,7 +122,7 @@ def shown_status(view: View, record: JobRecord) -> str:
     return "Blocked" if record.id in view.blocked else record.runningStatus.name
 
 
-def _batch_line(view: View) -> str:
+def batch_line(view: View) -> str:
     sup = view.supervisor
     pid, host = sup.get("pid"), sup.get("host")
     if view.batch == "running":
@@ -164,7 +165,7 @@ def table(view: View) -> str:
     lines.append("")
     lines.append(f"{len(view.records)} jobs: " + ", ".join(f"{statuses[s]} {s}" for s in order if statuses[s]))
     lines.append(f"outcome: {counts_line(counts(view.records, view.blocked))}")
-    lines.append(_batch_line(view))
+    lines.append(batch_line(view))
     if view.log_dir:
         lines.append(f"logs: {location.shown_path(view.log_dir)}/<id>.log (simplejob logs TARGET ID)")
     return "\n".join(lines) + "\n"

@@ -38,7 +38,8 @@ def start_worker() -> subprocess.Popen[bytes]:
 
 
 class _Worker:
-    def __init__(self) -> None:
+    def __init__(self, slot: int) -> None:
+        self.slot = slot  # stable: the events of its attempts carry it (the report's timeline rows)
         self.proc = start_worker()
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
@@ -88,7 +89,8 @@ class LocalProcessPool(Executor):
             self._spawn()
 
     def _spawn(self) -> _Worker:
-        worker = _Worker()
+        taken = {w.slot for w in self.workers}
+        worker = _Worker(next(slot for slot in range(len(self.workers) + 1) if slot not in taken))
         self.workers.append(worker)
         self.selector.register(worker.reader.fd, selectors.EVENT_READ, lambda: self._on_output(worker))
         return worker
@@ -130,6 +132,7 @@ class LocalProcessPool(Executor):
             return
         for message in messages:
             event = Event.from_json(message)
+            event.slot = worker.slot
             kind = event.kind
             if kind == "started":
                 worker.job_pid, worker.job_started, worker.announced = event.pid, event.t, True
@@ -161,7 +164,10 @@ class LocalProcessPool(Executor):
                     kind="finished",
                     id=running["id"],
                     t=time.time(),
+                    pid=worker.job_pid,
+                    start_t=worker.job_started,
                     exit_code=None,
+                    slot=worker.slot,
                     reason=f"its worker process (pid {worker.proc.pid}) died ({how}); its process tree was killed",
                 )
             )
