@@ -1,15 +1,20 @@
 """A batch's start, in the supervisor process: take the state file's lock, read the earlier state,
 plan the resume (kill what an earlier, dead supervisor left running), write the first snapshot.
 
-supervisor.main() calls open_batch() and sends the manager its reply; a Refused start is
-reported to the manager and nothing is written.
+serve() is the supervisor program (supervisor.main() calls it): it reads the batch from the
+manager, chooses the executor, calls open_batch() and sends the manager its reply (a Refused
+start is reported and nothing is written), then runs the Supervisor.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import selectors
+import signal
+import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import filelock
 import psutil
@@ -17,8 +22,12 @@ import psutil
 from . import resume, statefile, statewriter
 from .errors import StateFileError, StateFileLocked
 from .model import JobDefinition, format_datetime
-from .protocol import BatchSpec, SupervisorReply
+from .pipes import LineReader, write_all
+from .protocol import BatchSpec, FatalReply, SupervisorExit, SupervisorReply
+from .supervisor import Supervisor
 from .workers import proctree
+from .workers.executor import Executor
+from .workers.pool import LocalProcessPool
 
 
 class Refused(Exception):
@@ -106,3 +115,69 @@ def open_batch(
     writer = statewriter.StateWriter(path, state)
     writer.start()
     return state, writer, lock, statefile.basis(old)
+
+
+# --- the supervisor program -----------------------------------------------------------------------
+
+
+def _reply(message: SupervisorReply) -> None:
+    write_all(1, (json.dumps(message) + "\n").encode())
+
+
+def _executor(spec: BatchSpec) -> Executor:
+    """The local pool, or the Dask cluster the batch asks for (checked now: a refusal is a reply)."""
+    options = spec["options"]
+    max_workers = int(options["maxWorkers"])
+    if "dask" not in options:
+        # Workers start now: their interpreters start up while the batch is planned and written down.
+        pool = LocalProcessPool(selectors.DefaultSelector(), max_workers)
+        pool.prepare(min(max_workers, len(spec["jobs"])))
+        return pool
+    from .workers import dask_executor  # imports distributed: only for a batch on Dask
+
+    try:
+        dask = dask_executor.DaskExecutor(selectors.DefaultSelector(), options["dask"], max_workers)
+        options["maxWorkers"] = dask.max_workers
+        dask.check_resources({job["id"]: job["resources"] for job in spec["jobs"] if job.get("resources")})
+    except dask_executor.DaskProblem as problem:
+        if "dask" in locals():
+            dask.shutdown()
+        _reply({"error": problem.kind, "problem": str(problem)})  # type: ignore[typeddict-item]
+        sys.exit(SupervisorExit.NOT_STARTED)
+    return dask
+
+
+def serve() -> NoReturn:
+    """Read the batch, answer the manager, run the Supervisor, exit with its code."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the handlers are installed
+    owner = os.getppid()  # read first: if the owner dies while we start, getppid() changes
+    control = LineReader(0)
+    line = control.read_line()
+    if line is None:
+        sys.exit(SupervisorExit.NOT_STARTED)  # the manager went away before sending the batch
+    spec: BatchSpec = json.loads(line)
+    executor = _executor(spec)
+    try:
+        state, writer, lock, old_basis = open_batch(spec)
+    except Refused as refused:
+        _reply(refused.reply)
+        sys.exit(SupervisorExit.NOT_STARTED)
+    except statewriter.WriteFailed as failed:
+        _reply({"error": "state", "problem": str(failed)})
+        sys.exit(SupervisorExit.NOT_STARTED)
+    del spec["jobs"]  # type: ignore[misc]  # the records hold them now; 100,000 jobs are ~100 MB of dicts
+    supervisor = Supervisor(state, writer, spec["options"], executor)
+    supervisor.listen(control, owner)
+    supervisor.cancel(spec["cancel"])  # cancelled before the batch started
+    _reply({"ok": True, "pid": os.getpid(), "generation": state.generation, "basis": old_basis})
+    report = os.dup(1)  # for a FatalReply; our children do not inherit it
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)  # a stray write must not reach the manager
+    try:
+        code = supervisor.run()
+    finally:
+        lock.release()
+    if supervisor.fatal is not None:
+        fatal: FatalReply = {"fatal": supervisor.fatal}
+        write_all(report, (json.dumps(fatal) + "\n").encode())
+    sys.exit(code)

@@ -26,13 +26,14 @@ from typing import Any
 
 from . import resume, statefile, statewriter
 from .errors import CalledJobError, MissingExtra, StateFileError
-from .model import FINISHED, JobDefinition, JobRecord, JobRunningStatus, parse_contexts, shown_id, transition
+from .model import FINISHED, JobDefinition, JobRecord, JobRunningStatus, transition
 from .protocol import (
     BatchOptions,
 )
 from .report import Report
 from .scheduler import RESOURCE_SLACK, closure
 from .supervisorclient import BatchPlan, SupervisorRun
+from .validation import parse_contexts, shown_id
 
 OWNER_WAIT = 1.0  # seconds to wait for a starting owner of a locked state file to name itself
 

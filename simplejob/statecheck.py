@@ -15,14 +15,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .model import (
-    DEFINITION_FIELDS,
-    NEWER_DEFINITION_FIELDS,
-    JobRecord,
-    JobRunningStatus,
-    find_cycle,
-    validate_definition,
-)
+from .model import DEFINITION_FIELDS, NEWER_DEFINITION_FIELDS, JobRecord, JobRunningStatus
+from .validation import find_cycle, validate_definition
 
 Rule = tuple[Callable[[Any], bool], str]
 MAX_SHOWN = 80  # characters of an offending value shown in a message

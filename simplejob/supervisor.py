@@ -27,27 +27,22 @@ import json
 import os
 import selectors
 import signal
-import sys
 import time
 from typing import Any, NoReturn
 
-from . import batchstart, statefile, statewriter
+from . import statefile, statewriter
 from .clock import SYSTEM_CLOCK, Clock
 from .model import AttemptRecord, AttemptResult, JobRecord, JobRunningStatus, format_datetime, transition
-from .pipes import LineReader, drain, signal_wakeup, write_all
+from .pipes import LineReader, drain, signal_wakeup
 from .protocol import (
     AttemptSpec,
     BatchOptions,
-    BatchSpec,
     ControlMessage,
     Event,
-    FatalReply,
     SupervisorExit,
-    SupervisorReply,
 )
 from .scheduler import Outcome, Scheduler
 from .workers.executor import Executor
-from .workers.pool import LocalProcessPool
 
 PARENT_CHECK_INTERVAL = 0.5  # seconds between checks that the owning process still lives
 COALESCE = 0.001  # seconds to let events gather while every worker has work queued
@@ -368,66 +363,12 @@ class Supervisor:
 # --- the program ------------------------------------------------------------------------------------
 
 
-def _reply(message: SupervisorReply) -> None:
-    write_all(1, (json.dumps(message) + "\n").encode())
-
-
-def _executor(spec: BatchSpec) -> Executor:
-    """The local pool, or the Dask cluster the batch asks for (checked now: a refusal is a reply)."""
-    options = spec["options"]
-    max_workers = int(options["maxWorkers"])
-    if "dask" not in options:
-        # Workers start now: their interpreters start up while the batch is planned and written down.
-        pool = LocalProcessPool(selectors.DefaultSelector(), max_workers)
-        pool.prepare(min(max_workers, len(spec["jobs"])))
-        return pool
-    from .workers import dask_executor  # imports distributed: only for a batch on Dask
-
-    try:
-        dask = dask_executor.DaskExecutor(selectors.DefaultSelector(), options["dask"], max_workers)
-        options["maxWorkers"] = dask.max_workers
-        dask.check_resources({job["id"]: job["resources"] for job in spec["jobs"] if job.get("resources")})
-    except dask_executor.DaskProblem as problem:
-        if "dask" in locals():
-            dask.shutdown()
-        _reply({"error": problem.kind, "problem": str(problem)})  # type: ignore[typeddict-item]
-        sys.exit(SupervisorExit.NOT_STARTED)
-    return dask
-
-
 def main() -> NoReturn:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the handlers are installed
-    owner = os.getppid()  # read first: if the owner dies while we start, getppid() changes
-    control = LineReader(0)
-    line = control.read_line()
-    if line is None:
-        sys.exit(SupervisorExit.NOT_STARTED)  # the manager went away before sending the batch
-    spec: BatchSpec = json.loads(line)
-    executor = _executor(spec)
-    try:
-        state, writer, lock, old_basis = batchstart.open_batch(spec)
-    except batchstart.Refused as refused:
-        _reply(refused.reply)
-        sys.exit(SupervisorExit.NOT_STARTED)
-    except statewriter.WriteFailed as failed:
-        _reply({"error": "state", "problem": str(failed)})
-        sys.exit(SupervisorExit.NOT_STARTED)
-    del spec["jobs"]  # type: ignore[misc]  # the records hold them now; 100,000 jobs are ~100 MB of dicts
-    supervisor = Supervisor(state, writer, spec["options"], executor)
-    supervisor.listen(control, owner)
-    supervisor.cancel(spec["cancel"])  # cancelled before the batch started
-    _reply({"ok": True, "pid": os.getpid(), "generation": state.generation, "basis": old_basis})
-    report = os.dup(1)  # for a FatalReply; our children do not inherit it
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)  # a stray write must not reach the manager
-    try:
-        code = supervisor.run()
-    finally:
-        lock.release()
-    if supervisor.fatal is not None:
-        fatal: FatalReply = {"fatal": supervisor.fatal}
-        write_all(report, (json.dumps(fatal) + "\n").encode())
-    sys.exit(code)
+    """The supervisor program (its command line names this module: `status` and the tests look for
+    it); its start, up to Supervisor.run(), is in batchstart.py."""
+    from .batchstart import serve
+
+    serve()
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ import pytest
 
 from conftest import wait_until
 from simplejob import CalledJobError, JobManager, StateFileError, statefile, statewriter
-from simplejob.model import JobRecord, parse_contexts
+from simplejob.model import JobRecord
 from simplejob.statefile import load
+from simplejob.validation import parse_contexts
 from test_process_control import (
     OWNER_GRACE,
     Guard,

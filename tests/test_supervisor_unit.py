@@ -9,9 +9,10 @@ import pytest
 
 from fakes import EPOCH, FakeClock, InMemoryExecutor
 from simplejob import statefile, statewriter
-from simplejob.model import JobRecord, JobRunningStatus, parse_contexts
+from simplejob.model import JobRecord, JobRunningStatus
 from simplejob.protocol import BatchOptions, SupervisorExit
 from simplejob.supervisor import Supervisor
+from simplejob.validation import parse_contexts
 
 Ready, Running, Completed = JobRunningStatus.Ready, JobRunningStatus.Running, JobRunningStatus.Completed
 RetryOut, Cancelled, Interrupted = JobRunningStatus.RetryOut, JobRunningStatus.Cancelled, JobRunningStatus.Interrupted

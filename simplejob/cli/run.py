@@ -18,8 +18,9 @@ from rich.console import Console
 from .. import statefile
 from ..errors import CalledJobError, SimplejobError, SupervisorDied
 from ..manager import JobManager
-from ..model import JobDefinition, JobRecord, JobRunningStatus, parse_contexts
+from ..model import JobDefinition, JobRecord, JobRunningStatus
 from ..scheduler import closure
+from ..validation import parse_contexts
 from . import dryrun, htmlreport, location, progress, status
 from .describe import blocked_by, counts, counts_line, seconds
 from .parser import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK

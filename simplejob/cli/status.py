@@ -24,7 +24,8 @@ from rich.live import Live
 from rich.text import Text
 
 from .. import statefile
-from ..model import JobDefinition, JobRecord, JobRunningStatus, format_elapsed, parse_contexts
+from ..model import JobDefinition, JobRecord, JobRunningStatus, format_elapsed
+from ..validation import parse_contexts
 from . import location
 from .describe import CATEGORIES, blocked_by, category, counts, counts_line, log_path, outcome
 from .parser import EXIT_FAILED, EXIT_NOT_FINISHED, EXIT_OK
