@@ -22,7 +22,8 @@ workers still stop their jobs.
 
 Default size: SIMPLEJOB_FAULT_JOBS=300 jobs, SIMPLEJOB_FAULT_ROUNDS=15 rounds of one fault each (a
 few seconds). Large: e.g. SIMPLEJOB_FAULT_JOBS=3000 SIMPLEJOB_FAULT_ROUNDS=300. SIMPLEJOB_FAULT_SEED
-repeats the random choices of a run (the seed is printed, and named in every failure). The last
+repeats the random choices of a run (the seed is printed, and named in every failure);
+SIMPLEJOB_FAULT_SLEEP=S makes each job sleep S seconds too (for a batch that outlasts many rounds). The last
 line printed counts runs, faults by kind, jobs lost, jobs run again after a recorded completion,
 processes left and unparsable files (docs/process-control.md shows a long run).
 """
@@ -52,6 +53,9 @@ JOBS = int(os.environ.get("SIMPLEJOB_FAULT_JOBS", "300"))
 ROUNDS = int(os.environ.get("SIMPLEJOB_FAULT_ROUNDS", "15"))
 SEED = int(os.environ.get("SIMPLEJOB_FAULT_SEED", str(random.SystemRandom().randrange(1 << 32))))
 WORKERS = 2
+# SIMPLEJOB_FAULT_SLEEP=0.05: each job also sleeps that long, so that a long run's batch lasts
+# through its rounds (with instant jobs a few faults already see it done)
+SLEEP = f"; sleep {float(os.environ['SIMPLEJOB_FAULT_SLEEP'])}" if os.environ.get("SIMPLEJOB_FAULT_SLEEP") else ""
 LAYER = 20  # jobs per layer; each job waits on two jobs of the layer before
 # Attempts of one worker that a kill can find run (or running) but not journaled as finished: those
 # it held (one running, QUEUE_AHEAD behind it) whose ends the supervisor collected but had not yet
@@ -71,7 +75,7 @@ def batch(runs_dir) -> list[dict]:
         jobs.append(
             {
                 "id": f"j{i}",
-                "commandLine": ["sh", "-c", 'echo "$1" >> "$0"', str(runs_dir / f"j{i}"), f"j{i}"],
+                "commandLine": ["sh", "-c", 'echo "$1" >> "$0"' + SLEEP, str(runs_dir / f"j{i}"), f"j{i}"],
                 "waiting": waits,
             }
         )
