@@ -137,6 +137,9 @@ def inject(fault: str, supervisor: psutil.Process, rng: random.Random, path) -> 
         elif fault == "supervisor and workers":
             kill(supervisor, True)
         elif fault == "a worker":
+            deadline = time.monotonic() + 2.0  # its workers may still be starting
+            while not supervisor.children() and supervisor.is_running() and time.monotonic() < deadline:
+                time.sleep(0.001)
             workers = supervisor.children()
             if workers:
                 rng.choice(workers).kill()
