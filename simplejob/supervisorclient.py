@@ -142,11 +142,13 @@ class SupervisorRun:
             state.generation, state.journalOffset = reply["generation"], 0
             state.supervisor.update(pid=reply["pid"])
             tail = statefile.JournalTail(plan.path, state)
+            tail.drop_history = True
             tail.read_into(state)
         else:
             followed = statefile.follow(plan.path)
             assert followed is not None, "the supervisor wrote the state file before its reply"
             plan.state, tail = followed
+        tail.drop_history = True
         self.follower = Follower(plan.state, tail)
 
     def send(self, message: ControlMessage) -> None:

@@ -149,3 +149,13 @@ def test_a_damaged_history_or_slot_is_refused_naming_the_key(tmp_path, damage):
     with pytest.raises(StateFileError) as raised:
         load(str(path))
     assert "'a'" in str(raised.value) and ("history" in str(raised.value) or "slot" in str(raised.value))
+
+
+def test_the_managers_picture_leaves_the_history_to_the_state_file(tmp_path):
+    """The JobManager never uses a job's history: it checks it and drops it (its memory per job
+    stays small at 100,000 jobs); the state file, load() and the report have it."""
+    manager = JobManager(stateFile=tmp_path / "state.json")
+    manager.entry([{"id": "a", "commandLine": "true"}])
+    manager.run(interval=0.05)
+    assert manager.jobs[0].history == []
+    assert [entry["result"] for entry in load(str(tmp_path / "state.json")).records["a"].history] == ["exited"]
