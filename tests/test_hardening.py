@@ -476,3 +476,21 @@ def test_a_file_size_limit_on_the_state_stops_the_batch_naming_the_file_and_a_re
     assert set(runs) == {str(i) for i in range(400)}
     rerun_after_completion = [j for j in completed if runs[str(int(j[4:]))] != runs_before[str(int(j[4:]))]]
     assert rerun_after_completion == []
+
+
+def test_the_command_line_names_the_file_and_the_os_error_when_the_state_cannot_be_written(tmp_path):
+    limit = int(first_snapshot_size(tmp_path) * 1.1)
+    (tmp_path / "jobs.json").write_text(json.dumps({"jobContexts": fsize_jobs(tmp_path)}))
+    state = tmp_path / "cli-state.json"
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "simplejob", "run", str(tmp_path / "jobs.json"), "--stateFile", str(state), "-j", "2"],
+        preexec_fn=limited, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert f"cannot write the state file '{state}'" in done.stderr and "File too large" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert load(str(state)) is not None  # the last good state still loads

@@ -16,7 +16,7 @@ import time
 from rich.console import Console
 
 from .. import statefile
-from ..errors import CalledJobError, SimplejobError, SupervisorDied
+from ..errors import CalledJobError, SimplejobError, StateNotWritten, SupervisorDied
 from ..manager import JobManager
 from ..model import JobDefinition, JobRecord, JobRunningStatus
 from ..scheduler import closure
@@ -176,6 +176,9 @@ def _finish(
     if interrupted:
         _say(f"interrupted; the running jobs were stopped and recorded as Interrupted ({interrupted}); {hint}")
         return EXIT_INTERRUPTED
+    if isinstance(died, StateNotWritten):
+        _say(f"{died.problem}; the batch was stopped and its running jobs killed; when the file can be written, {hint}")
+        return EXIT_FAILED
     if died is not None:
         _say(f"the simplejob supervisor (pid {died.pid}) died before the batch finished; {hint}")
         return EXIT_FAILED
