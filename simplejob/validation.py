@@ -12,24 +12,10 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from .model import DEFAULT_KILL_GRACE, MAX_SECONDS, JobDefinition, split_command
+from .model import DEFAULT_KILL_GRACE, DEFINITION_FIELDS, MAX_SECONDS, JobDefinition, split_command
 
-CONTEXT_KEYS = (
-    "id",
-    "commandLine",
-    "waiting",
-    "waits",
-    "timeout",
-    "retry",
-    "delay",
-    "backoff",
-    "cwd",
-    "env",
-    "shell",
-    "killGrace",
-    "priority",
-    "resources",
-)
+# The keys of a job context: its id, the definition's fields, and "waits" (the same as "waiting").
+CONTEXT_KEYS = ("id", *DEFINITION_FIELDS[:2], "waits", *DEFINITION_FIELDS[2:])
 _KNOWN_KEYS = frozenset(CONTEXT_KEYS)
 MAX_ID_LENGTH = 200  # leaves room for ".log" within the usual 255-byte file-name limit
 _CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f]")

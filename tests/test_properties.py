@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from simplejob import CalledJobError, JobManager, StateFileError
 from simplejob.statefile import load
+from simplejob.validation import CONTEXT_KEYS
 
 # More examples for a long run: SIMPLEJOB_PROPERTY_SCALE=20 (the defaults keep the suite fast).
 SCALE = int(os.environ.get("SIMPLEJOB_PROPERTY_SCALE", "1"))
@@ -43,21 +44,7 @@ VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
     max_leaves=6,
 )
-KEYS = [
-    "id",
-    "commandLine",
-    "waiting",
-    "waits",
-    "timeout",
-    "retry",
-    "delay",
-    "backoff",
-    "cwd",
-    "env",
-    "shell",
-    "killGrace",
-    "bogus",
-]
+KEYS = [*CONTEXT_KEYS, "bogus"]
 
 
 @st.composite
