@@ -20,8 +20,9 @@ import filelock
 import psutil
 
 from . import resume, statefile, statewriter
+from .dates import format_datetime
 from .errors import StateFileError, StateFileLocked
-from .model import JobDefinition, format_datetime
+from .model import JobDefinition
 from .pipes import LineReader, write_all
 from .protocol import BatchSpec, FatalReply, SupervisorExit, SupervisorReply
 from .supervisor import Supervisor

@@ -14,10 +14,10 @@ import hmac
 import os
 import re
 import shlex
-from datetime import datetime
 from typing import Any, Literal, TypedDict
 
-DATE_FORMAT = "%Y/%m/%d %H:%M:%S.%f"
+from .dates import format_elapsed
+
 DEFAULT_KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when a job's tree is killed
 
 
@@ -308,32 +308,8 @@ def transition(record: JobRecord, status: JobRunningStatus, **fields: Any) -> di
     return {"id": record.id, **update}
 
 
-_second_text: tuple[int, str] = (-1, "")
-
-
 def split_command(command: str) -> list[str]:
     """shlex.split, without shlex's cost when nothing is quoted or escaped (the usual case)."""
     if not command.isascii() or "'" in command or '"' in command or "\\" in command:
         return shlex.split(command)
     return command.split()
-
-
-def format_datetime(timestamp: float) -> str:
-    """Local time as DATE_FORMAT; the text of the second is reused (jobs end many to a second)."""
-    global _second_text
-    second = int(timestamp)
-    if _second_text[0] != second:
-        _second_text = (second, datetime.fromtimestamp(second).strftime("%Y/%m/%d %H:%M:%S"))
-    micros = min(999_999, round((timestamp - second) * 1_000_000))
-    return f"{_second_text[1]}.{micros:06d}"
-
-
-def format_elapsed(seconds: float | None) -> str | None:
-    """HH:MM:SS.ffffff with six fraction digits (the reference forgot to pad them)."""
-    if seconds is None:
-        return None
-    micros = max(0, round(seconds * 1_000_000))
-    whole, fraction = divmod(micros, 1_000_000)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}.{fraction:06d}"

@@ -32,7 +32,8 @@ from typing import Any, NoReturn
 
 from . import statefile, statewriter
 from .clock import SYSTEM_CLOCK, Clock
-from .model import AttemptRecord, AttemptResult, JobRecord, JobRunningStatus, format_datetime, transition
+from .dates import format_datetime
+from .model import AttemptRecord, AttemptResult, JobRecord, JobRunningStatus, transition
 from .pipes import LineReader, drain, signal_wakeup
 from .protocol import (
     AttemptSpec,

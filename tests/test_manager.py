@@ -16,7 +16,7 @@ import pytest
 
 from conftest import pid_gone, py, read_state, wait_until
 from simplejob import CalledJobError, JobManager, JobRunningStatus, SimpleJobManager
-from simplejob.model import DATE_FORMAT
+from simplejob.dates import DATE_FORMAT
 
 ELAPSED = re.compile(r"^\d{2,}:\d{2}:\d{2}\.\d{6}$")
 
@@ -257,7 +257,7 @@ def test_report_has_the_documented_shape_and_prints_as_indented_json(capsys):
 
 
 def test_elapsed_time_always_has_six_fraction_digits():
-    from simplejob.model import format_elapsed
+    from simplejob.dates import format_elapsed
 
     assert format_elapsed(0.15952) == "00:00:00.159520"
     assert format_elapsed(0.000001) == "00:00:00.000001"

@@ -28,7 +28,8 @@ from importlib import resources
 from typing import Any
 
 from .. import graph
-from ..model import DATE_FORMAT, JobRecord, JobRunningStatus
+from ..dates import DATE_FORMAT
+from ..model import JobRecord, JobRunningStatus
 from ..statewriter import replace_atomically
 from . import status
 from .describe import CATEGORIES, category, counts, last_lines, log_path, seconds

@@ -24,7 +24,8 @@ from rich.live import Live
 from rich.text import Text
 
 from .. import statefile
-from ..model import JobDefinition, JobRecord, JobRunningStatus, format_elapsed
+from ..dates import format_elapsed
+from ..model import JobDefinition, JobRecord, JobRunningStatus
 from ..validation import parse_contexts
 from . import location
 from .describe import CATEGORIES, blocked_by, category, counts, counts_line, log_path, outcome

@@ -32,7 +32,7 @@ import time
 from collections import deque
 from typing import Any, BinaryIO, cast
 
-from ..model import format_datetime
+from ..dates import format_datetime
 from ..pipes import LineReader, drain, select_timeout, signal_wakeup, write_all
 from ..protocol import AttemptSpec, Event, RunMessage
 from . import proctree
