@@ -1,11 +1,13 @@
 """File-descriptor plumbing shared by the supervisor, the worker pool and the workers: reading
-newline-delimited messages, writing all of a buffer, and waking a select() loop on a signal."""
+newline-delimited messages, writing all of a buffer, waking a select() loop on a signal, and
+opening a file that must be a regular one."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import stat
 from collections.abc import Callable
 from typing import Any
 
@@ -83,3 +85,39 @@ def drain(fd: int) -> None:
             pass
     except BlockingIOError:
         pass
+
+
+class NotRegularFile(OSError):
+    """open_regular() found a FIFO, a directory, a device or a socket where a file should be."""
+
+    def __init__(self, path: str, kind: str) -> None:
+        super().__init__(f"{path!r} is {kind}, not a regular file")
+        self.strerror = "not a regular file"
+        self.filename = path
+        self.kind = kind
+
+
+def open_regular(path: str, flags: int, mode: int = 0o600) -> int:
+    """os.open(path, flags, mode), refusing anything but a regular file (NotRegularFile): opened
+    non-blocking, so that a FIFO never hangs the caller, then checked, then made blocking again."""
+    fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0), mode)
+    kind = os.fstat(fd).st_mode
+    if not stat.S_ISREG(kind):
+        os.close(fd)
+        raise NotRegularFile(path, _kind_of(kind))
+    if hasattr(os, "O_NONBLOCK"):
+        os.set_blocking(fd, True)
+    return fd
+
+
+def _kind_of(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"

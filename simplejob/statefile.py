@@ -24,13 +24,12 @@ from __future__ import annotations
 import json
 import os
 import socket
-import stat
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import statecheck
+from . import pipes, statecheck
 from .errors import StateFileError, StateFileLocked
 from .model import JobRecord, JobRunningStatus
 
@@ -136,35 +135,17 @@ def open_regular(path: str) -> int | None:
     (a FIFO, whose open would block; a directory; a device; a dangling or looping symlink) is a
     StateFileError naming the path: it is never read, and never replaced."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        return pipes.open_regular(path, os.O_RDONLY)
     except FileNotFoundError:
         if os.path.islink(path):
             raise StateFileError(
                 path, f"is a symbolic link to {os.readlink(path)!r}, which does not exist: remove the link"
             ) from None
         return None
+    except pipes.NotRegularFile as error:
+        raise StateFileError(path, f"is {error.kind}, not a regular file: remove it or use another stateFile") from None
     except OSError as error:
         raise StateFileError(path, f"cannot be opened ({error.strerror}): use a regular file") from None
-    kind = os.fstat(fd).st_mode
-    if not stat.S_ISREG(kind):
-        os.close(fd)
-        raise StateFileError(path, f"is {_kind_of(kind)}, not a regular file: remove it or use another stateFile")
-    if hasattr(os, "O_NONBLOCK"):
-        os.set_blocking(fd, True)
-    return fd
-
-
-def _kind_of(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
 
 
 def _parse_snapshot(path: str, text: str) -> State:

@@ -25,7 +25,6 @@ import selectors
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ from collections import deque
 from typing import Any, BinaryIO, cast
 
 from ..dates import format_datetime
-from ..pipes import LineReader, drain, select_timeout, signal_wakeup, write_all
+from ..pipes import LineReader, drain, open_regular, select_timeout, signal_wakeup, write_all
 from ..protocol import AttemptSpec, Event, RunMessage
 from . import proctree
 
@@ -91,22 +90,14 @@ def _executable(spec: AttemptSpec, env: dict[str, str] | None) -> str | None:
     return _programs[key]
 
 
-_LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-
-
 def _open_log(path: str) -> BinaryIO | str:
     """The job's log, opened for appending (created readable by its owner only), or why it
     cannot be: a FIFO (which would block), a directory, a device or an unwritable place fails
     the attempt (exit code 126) instead of hanging or killing this worker."""
     try:
-        fd = os.open(path, _LOG_FLAGS, 0o600)
+        fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     except OSError as error:  # on a cluster, also: the log directory is not shared with this machine
         return f"cannot open its log file {path!r} on host {socket.gethostname()}: {error.strerror}"
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        return f"cannot open its log file {path!r} on host {socket.gethostname()}: not a regular file"
-    if hasattr(os, "O_NONBLOCK"):
-        os.set_blocking(fd, True)
     return os.fdopen(fd, "ab", buffering=0)
 
 
