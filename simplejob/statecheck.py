@@ -125,6 +125,27 @@ TOP_RULES: dict[str, Rule] = {
 }
 
 
+HEADER_RULES: dict[str, Rule] = {  # the journal's first line
+    "schemaVersion": (lambda v: _integer(v) and v == 1, "1"),
+    "generation": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+}
+
+
+def other_version(data: Any) -> int | None:
+    """The schemaVersion of a snapshot or journal header written for another version, or None
+    (said apart from other damage: the fix is another simplejob, not an edit)."""
+    version = data.get("schemaVersion") if type(data) is dict else None
+    return version if _integer(version) and version != 1 else None
+
+
+def check_journal_header(head: Any) -> None:
+    if type(head) is not dict:
+        raise Invalid("the header line", f"is a JSON {type(head).__name__}, not an object")
+    check_fields(head, HEADER_RULES, "the header line")
+    if set(head) != set(HEADER_RULES):
+        raise Invalid("the header line", f"has keys {sorted(head)}, not {sorted(HEADER_RULES)}")
+
+
 def shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."

@@ -36,11 +36,7 @@ from .model import JobRecord, JobRunningStatus
 if TYPE_CHECKING:
     import filelock
 
-SCHEMA_VERSION = 1
-_HEADER_RULES: dict[str, statecheck.Rule] = {
-    "schemaVersion": (lambda v: type(v) is int and v == SCHEMA_VERSION, f"{SCHEMA_VERSION}"),
-    "generation": (lambda v: type(v) is int and v >= 1, "an integer >= 1"),
-}
+SCHEMA_VERSION = 1  # what statecheck accepts
 
 
 def journal_path(path: str) -> str:
@@ -153,16 +149,9 @@ def _parse_snapshot(path: str, text: str) -> State:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise StateFileError(path, f"is not valid JSON ({error}); fix or move it, or use another stateFile") from None
-    if (
-        isinstance(data, dict)
-        and data.get("schemaVersion", 0) != SCHEMA_VERSION
-        and _is_integer(data.get("schemaVersion"))
-    ):
-        raise StateFileError(
-            path,
-            f"has schemaVersion {data['schemaVersion']!r}; this simplejob reads version {SCHEMA_VERSION}: "
-            "use the simplejob that wrote it, or another stateFile",
-        )
+    version = statecheck.other_version(data)
+    if version is not None:
+        raise _other_version(path, version)
     try:
         statecheck.check_snapshot(data)
         records = {job_id: statecheck.check_entry(job_id, entry) for job_id, entry in data["jobs"].items()}
@@ -180,8 +169,12 @@ def _parse_snapshot(path: str, text: str) -> State:
     )
 
 
-def _is_integer(value: Any) -> bool:
-    return type(value) is int
+def _other_version(path: str, version: int) -> StateFileError:
+    return StateFileError(
+        path,
+        f"has schemaVersion {version}; this simplejob reads version {SCHEMA_VERSION}: "
+        "use the simplejob that wrote it, or another stateFile",
+    )
 
 
 def load(path: str) -> State | None:
@@ -239,18 +232,12 @@ class JournalTail:
             header = f.readline()
         try:
             head = json.loads(header)
-            version = head.get("schemaVersion") if type(head) is dict else None
-            if type(version) is int and version != SCHEMA_VERSION:
+            version = statecheck.other_version(head)
+            if version is not None:
                 os.close(fd)
-                raise StateFileError(
-                    self.path,
-                    f"has schemaVersion {version}; this simplejob reads version {SCHEMA_VERSION}: "
-                    "use the simplejob that wrote it, or another stateFile",
-                )
-            statecheck.check_fields(head, _HEADER_RULES, "the header line")
-            if set(head) != set(_HEADER_RULES):
-                raise statecheck.Invalid("the header line", f"has keys {sorted(head)}, not {sorted(_HEADER_RULES)}")
-        except (ValueError, TypeError, AttributeError, statecheck.Invalid) as error:
+                raise _other_version(self.path, version)
+            statecheck.check_journal_header(head)
+        except (ValueError, statecheck.Invalid) as error:
             os.close(fd)
             raise StateFileError(
                 self.path,
