@@ -3,11 +3,13 @@
 fan     JOBS independent jobs
 layers  layers of 50 jobs; each job waits on 2 jobs of the previous layer
 chain   JOBS jobs in sequence
+
+The timed simplejob process (measure.TIMED_SIMPLEJOB) imports this module to build its job
+contexts, so its imports stay light: nothing that simplejob does not load anyway.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -97,6 +99,8 @@ class Spec:
 
 def parse_spec(text: str) -> Spec:
     """A GRAPH:JOBS argument (JOBS may have _ or , between digits)."""
+    import argparse  # here: the timed simplejob process imports this module, and needs no argparse
+
     graph, _, size = text.partition(":")
     if graph not in GRAPHS or not size.replace("_", "").replace(",", "").isdigit():
         raise argparse.ArgumentTypeError(f"{text!r}: give GRAPH:JOBS with GRAPH one of {', '.join(GRAPHS)}")
