@@ -50,6 +50,12 @@ def summary(outcomes: list[Outcome]) -> tuple[float | None, str]:
     return median, fmt_s(median)
 
 
+def median_data(outcomes: list[Outcome], key: str) -> float | None:
+    """The median over the runs that have a time of a figure their process reported (Outcome.data)."""
+    values = [o.data[key] for o in outcomes if o.seconds is not None and o.data.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
 def ratio_to_make(outcomes: list[Outcome], makes: list[Outcome]) -> float | None:
     """The median over rounds of (this round's time / the same round's make time): pairing runs
     that ran close together in time cancels slow changes in the machine's load."""

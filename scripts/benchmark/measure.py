@@ -1,10 +1,17 @@
-"""What runs in a fresh Python process, started as `bench.py --child KIND JSON`.
+"""What runs in the fresh Python processes of the benchmark.
 
-The timed simplejob runs, the entry() and polling measurements and simplejob 0.0.6 each run in
-a child process: the caller's RSS is then the caller's own, and 0.0.6 runs from its virtual
-environment (whose Python runs this same script, so nothing here may import this checkout's
-simplejob at module level). A child prints one JSON line, its figures, last on stdout;
-systems.py reads it back.
+The timed runs are whole processes, as a user sees them: `python -c TIMED_SIMPLEJOB ...` starts
+Python, imports this checkout's simplejob, builds the job contexts (graphs.job_contexts), calls
+JobManager(maxWorkers=2, stateFile=...), entry() and run(), prints its in-process times and
+exits; its time is the wall clock from spawning it to its exit (systems.py). TIMED_REFERENCE
+does the same with simplejob 0.0.6, in the Python of its throw-away environment. Nothing else
+happens in a timed process: the check of the state file and report() run afterwards in a second,
+untimed process (child_check).
+
+The other measurements run as `bench.py --child KIND JSON` (KIND: check, entry, poll), each timed
+inside its process. A child prints one JSON line, its figures, last on stdout; systems.py reads
+it back. Nothing here may import this checkout's simplejob at module level (the timed processes
+import only graphs.py of this package).
 """
 
 from __future__ import annotations
@@ -19,6 +26,71 @@ from . import REPO, WORKERS
 from .checks import chain_delays, check_run, read_state_jobs
 from .graphs import dependencies, job_contexts
 
+# argv: REPO SCRIPTS GRAPH JOBS STATE_FILE WORKERS. In-process times (perf_counter, cheap): import
+# simplejob; build the contexts; JobManager() + entry(); run(); and "inProcessSeconds", JobManager()
+# to the return of run() (what the benchmark timed before issue 13). A job that failed is "error".
+TIMED_SIMPLEJOB = """\
+import sys, time
+began = time.perf_counter()
+repo, scripts, graph, size, path, workers = sys.argv[1:]
+sys.path[:0] = [repo, scripts]
+from simplejob import JobManager
+imported = time.perf_counter()
+from benchmark.graphs import job_contexts
+contexts = job_contexts(graph, int(size))
+built = time.perf_counter()
+manager = JobManager(maxWorkers=int(workers), stateFile=path)
+manager.entry(contexts)
+entered = time.perf_counter()
+error = None
+try:
+    manager.run()
+except Exception as exc:
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+ended = time.perf_counter()
+import json
+print("\\n" + json.dumps({
+    "importSeconds": imported - began,
+    "contextsSeconds": built - imported,
+    "entrySeconds": entered - built,
+    "runSeconds": ended - entered,
+    "inProcessSeconds": ended - built,
+    "codeSeconds": ended - began,
+    "error": error,
+}), flush=True)
+"""
+
+# argv: SCRIPTS GRAPH JOBS; run in a fresh directory (with -c, the current directory comes first
+# on sys.path, and the checkout's own simplejob must not be found there).
+TIMED_REFERENCE = """\
+import sys, time
+began = time.perf_counter()
+scripts, graph, size = sys.argv[1:]
+sys.path.insert(1, scripts)
+from simplejob.simplejob import SimpleJobManager
+imported = time.perf_counter()
+from benchmark.graphs import job_contexts
+contexts = job_contexts(graph, int(size), waits_key="waits")
+built = time.perf_counter()
+error = None
+try:
+    manager = SimpleJobManager()
+    manager.entry(contexts)
+    manager.run()
+except RecursionError:
+    error = "RecursionError"
+except Exception as exc:
+    error = f"{type(exc).__name__}: {exc}"[:200]
+ended = time.perf_counter()
+import json
+print("\\n" + json.dumps({
+    "importSeconds": imported - began,
+    "inProcessSeconds": ended - built,
+    "codeSeconds": ended - began,
+    "error": error,
+}), flush=True)
+"""
+
 
 def import_this_simplejob() -> Any:
     sys.path.insert(0, REPO)  # this checkout, whether or not it is installed
@@ -27,32 +99,16 @@ def import_this_simplejob() -> Any:
     return simplejob
 
 
-def child_simplejob(args: dict[str, Any]) -> dict[str, Any]:
-    """The timed run (JobManager() to the return of run()), report(), then the state file's check."""
-    simplejob = import_this_simplejob()
-    graph, size, directory = args["graph"], args["size"], args["dir"]
-    contexts = job_contexts(graph, size)
-    path = os.path.join(directory, "state.json")
-    started = time.perf_counter()
-    manager = simplejob.JobManager(maxWorkers=WORKERS, stateFile=path)
-    manager.entry(contexts)
-    entered = time.perf_counter()
-    error = None
-    try:
-        manager.run()
-    except Exception as exc:  # reported, and an error of the benchmark
-        error = f"{type(exc).__name__}: {exc}"[:2000]
-    ended = time.perf_counter()
-    t = time.perf_counter()
-    manager.report()
-    report_seconds = time.perf_counter() - t
+def child_check(args: dict[str, Any]) -> dict[str, Any]:
+    """After a timed run, untimed: the state file's sizes and check, the chain's delays, then
+    report() of the finished batch (JobManager() and entry() of the same batch on its state
+    file, which keeps the completed jobs; only report() is timed)."""
+    graph, size, path = args["graph"], args["size"], args["path"]
+    journal = path + ".journal"
     result: dict[str, Any] = {
-        "seconds": ended - started,
-        "entrySeconds": entered - started,
-        "reportSeconds": report_seconds,
-        "error": error,
-        "snapshotBytes": os.path.getsize(path),
-        "journalBytes": os.path.getsize(path + ".journal") if os.path.exists(path + ".journal") else 0,
+        "snapshotBytes": os.path.getsize(path) if os.path.exists(path) else 0,
+        "journalBytes": os.path.getsize(journal) if os.path.exists(journal) else 0,
+        "reportSeconds": None,
     }
     try:
         jobs = read_state_jobs(path)
@@ -61,6 +117,18 @@ def child_simplejob(args: dict[str, Any]) -> dict[str, Any]:
             result["delays"] = [round(d, 7) for d in chain_delays(jobs, size)]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         result["problems"] = [f"cannot read the state file {path}: {type(exc).__name__}: {exc}"]
+    if result["problems"]:
+        return result
+    del jobs
+    simplejob = import_this_simplejob()
+    manager = simplejob.JobManager(maxWorkers=WORKERS, stateFile=path)
+    manager.entry(job_contexts(graph, size))
+    started = time.perf_counter()
+    reported = manager.report()
+    result["reportSeconds"] = time.perf_counter() - started
+    results = reported["results"]
+    if len(results) != size:
+        result["problems"] = [f"report() of the finished batch has {len(results)} jobs, the batch had {size}"]
     return result
 
 
@@ -108,24 +176,7 @@ def child_poll(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def child_reference(args: dict[str, Any]) -> dict[str, Any]:
-    """simplejob 0.0.6's entry() and run(), in the Python of its throw-away environment."""
-    from simplejob.simplejob import SimpleJobManager  # 0.0.6, from the throw-away environment
-
-    contexts = job_contexts(args["graph"], args["size"], waits_key="waits")
-    started = time.perf_counter()
-    try:
-        manager = SimpleJobManager()
-        manager.entry(contexts)
-        manager.run()
-    except RecursionError:
-        return {"error": "RecursionError"}
-    except Exception as exc:
-        return {"error": f"{type(exc).__name__}: {exc}"[:200]}
-    return {"seconds": time.perf_counter() - started}
-
-
-CHILDREN = {"simplejob": child_simplejob, "entry": child_entry, "poll": child_poll, "reference": child_reference}
+CHILDREN = {"check": child_check, "entry": child_entry, "poll": child_poll}
 
 
 def child_main(kind: str, arguments: str) -> None:

@@ -9,7 +9,7 @@ import statistics
 from typing import Any
 
 from . import WORKERS
-from .figures import fmt_ms, fmt_ratio, fmt_s, mb, percentile, ratio_to_make, summary, table
+from .figures import fmt_ms, fmt_ratio, fmt_s, mb, median_data, percentile, ratio_to_make, summary, table
 from .graphs import Spec
 from .machine import load_average
 from .rounds import Measured
@@ -31,7 +31,9 @@ def report(options: argparse.Namespace, measured: Measured, header: list[str], c
 
 
 def json_figures(measured: Measured, header: list[str], command: str) -> dict[str, Any]:
-    """Every raw figure, for --json."""
+    """Every raw figure, for --json. A system's "seconds" is its whole process (start to exit);
+    simplejob's data has its in-process times too (measure.TIMED_SIMPLEJOB) and its check's
+    figures (measure.child_check)."""
     return {
         "command": command,
         "machine": header,
@@ -48,7 +50,8 @@ def run_section(options: argparse.Namespace, measured: Measured, header: list[st
     """The command, the machine, and how long and how quiet the run was."""
     lines = ["## Benchmark run", "", f"Command: `{command}`", "", *header]
     lines.append(
-        f"- {options.rounds} round(s); {WORKERS} workers; times are medians over the rounds, in seconds; "
+        f"- {options.rounds} round(s); {WORKERS} workers; times are medians over the rounds, in seconds, of "
+        "whole processes (from spawning a system's process to its exit) unless said otherwise; "
         f"the whole run took {measured.seconds:.0f} s; load average at the end: {load_average()}"
     )
     if measured.others is not None:
@@ -62,23 +65,28 @@ def run_section(options: argparse.Namespace, measured: Measured, header: list[st
 
 
 def main_table(options: argparse.Namespace, measured: Measured) -> list[str]:
-    """Every system's median time per graph, and its ratio to make."""
-    head = ["graph", "jobs", "make -j2 (s)", "simplejob (s)", "× make", "simplejob jobs/s", "make jobs/s"]
-    head.append("peak RSS MB: caller / supervisor / workers")
+    """Every system's median time per graph (whole process), and its ratio to make."""
+    head = ["graph", "jobs", "make -j2 (s)", "simplejob (s)", "× make", "in-process (s)"]
+    head += ["simplejob jobs/s", "make jobs/s", "peak RSS MB: caller / supervisor / workers"]
     for system in measured.systems[2:]:
         head += [f"{TITLES[system]} (s)", "× make"]
     rows = [main_row(spec, measured.results[spec], measured.systems) for spec in options.graphs]
     lines = [table(head, rows), ""]
     lines.append(
-        "× make: the median over rounds of the ratio to the same round's make time. "
-        "Peak RSS: the caller is the Python process that calls the API (it also holds the job "
+        "simplejob (s) is the whole process, as a user sees it: the wall clock from spawning `python -c` "
+        "(which imports simplejob, builds the job contexts, calls JobManager(), entry() and run(), prints "
+        "its figures and exits) to its exit, as make's is from spawning make to its exit; the state file "
+        "is checked afterwards, untimed. in-process: JobManager() to the return of run(), inside that "
+        "process. × make: the median over rounds of the ratio to the same round's make time (whole "
+        "processes). Peak RSS: the caller is the Python process that calls the API (it also holds the job "
         "contexts); the supervisor is its one child process; workers is the sum over the worker "
         "processes of each one's peak (job processes are not counted). Largest over the rounds."
     )
     if options.reference:
         lines.append(
-            f"{REFERENCE_PACKAGE} runs with its default run() poll interval (1 s) and no parallelism "
-            f"limit; '> N s' means it was stopped after --timeout N seconds and not run again on that graph."
+            f"{REFERENCE_PACKAGE} is timed the same way (a whole `python -c` process), with its default run() "
+            f"poll interval (1 s) and no parallelism limit; '> N s' means it was stopped after --timeout N "
+            f"seconds and not run again on that graph."
         )
     lines.append("")
     return lines
@@ -95,6 +103,7 @@ def main_row(spec: Spec, runs: dict[str, list[Outcome]], systems: list[str]) -> 
         make_cell,
         own_cell,
         fmt_ratio(ratio_to_make(runs["simplejob"], runs["make"])),
+        fmt_s(median_data(runs["simplejob"], "inProcessSeconds")) if own_s else "–",
         f"{spec.size / own_s:,.0f}" if own_s else "–",
         f"{spec.size / make_s:,.0f}" if make_s else "–",
         f"{caller} / {supervisor} / {peak_mb(rss, 'worker', 'sumBytes')}",
@@ -127,21 +136,37 @@ def chain_delays_by_spec(options: argparse.Namespace, measured: Measured) -> dic
     }
 
 
+DETAIL_COLUMNS = (  # (column, key in Outcome.data): where the whole process's time goes
+    ("import simplejob (s)", "importSeconds"),
+    ("job contexts (s)", "contextsSeconds"),
+    ("entry() (s)", "entrySeconds"),
+    ("run() (s)", "runSeconds"),
+)
+
+
 def details_table(options: argparse.Namespace, measured: Measured, delays: dict[Spec, list[float]]) -> list[str]:
-    """simplejob's own figures: per job, entry(), report(), state file, CPU, delays."""
-    head = ["graph", "jobs", "µs per job", "entry() (s)", "report() (s)", "state file MB: snapshot + journal"]
+    """simplejob's own figures: per job, where the whole process's time goes, report(), state file,
+    CPU, delays."""
+    head = ["graph", "jobs", "µs per job", "start + exit (s)", *(column for column, _ in DETAIL_COLUMNS)]
+    head += ["report() (s)", "state file MB: snapshot + journal"]
     head += ["CPU s: make / simplejob", "dependency → start delay ms: median / p99 / max"]
     rows = []
     for spec, runs in simplejob_runs(options, measured).items():
         own = [o for o in runs if o.seconds is not None]
         makes = [o for o in measured.results.get(spec, {}).get("make", []) if o.cpu is not None]
-        rows.append(details_row(spec, own, makes, delays[spec]) if own else [spec.graph, f"{spec.size:,}"] + ["–"] * 6)
+        empty = [spec.graph, f"{spec.size:,}"] + ["–"] * (len(head) - 2)
+        rows.append(details_row(spec, own, makes, delays[spec]) if own else empty)
     lines = ["### simplejob details", "", table(head, rows), ""]
     lines.append(
-        "entry() and report() are the caller's calls within / after the timed run; CPU is user + system "
-        "time of every process the system ran (its jobs included); the delay runs from a job's "
-        "dependency finishing (startTimestamp + elapsedSeconds in the state file) to the job's "
-        "startTimestamp, over every link of the chain in every round."
+        "µs per job: the whole process's time over the jobs. The whole process is start + exit (spawning "
+        "the process, Python's start-up, and after run() returned: printing the figures, Python's exit and "
+        "the end of the process tree) + import simplejob + job contexts (building them, graphs.py) + entry() "
+        "(JobManager() and entry()) + run(), each a median over the rounds. report() runs afterwards, "
+        "untimed by the headline, in a second process: JobManager() and entry() of the same batch on the "
+        "finished state file, then report(). CPU is user + system time of every process the system ran "
+        "(its jobs included); the delay runs from a job's dependency finishing (startTimestamp + "
+        "elapsedSeconds in the state file) to the job's startTimestamp, over every link of the chain in "
+        "every round."
     )
     lines.append("")
     return lines
@@ -149,6 +174,7 @@ def details_table(options: argparse.Namespace, measured: Measured, delays: dict[
 
 def details_row(spec: Spec, own: list[Outcome], makes: list[Outcome], delays: list[float]) -> list[str]:
     median_s = statistics.median(o.seconds for o in own if o.seconds is not None)
+    code = [o.seconds - o.data["codeSeconds"] for o in own if o.seconds is not None and "codeSeconds" in o.data]
     make_cpu = f"{statistics.median(o.cpu for o in makes if o.cpu is not None):.2f}" if makes else "–"
     simplejob_cpu = statistics.median(o.cpu or 0.0 for o in own)
     delay = "–"
@@ -158,8 +184,9 @@ def details_row(spec: Spec, own: list[Outcome], makes: list[Outcome], delays: li
         spec.graph,
         f"{spec.size:,}",
         f"{median_s / spec.size * 1e6:,.0f}",
-        fmt_s(statistics.median(o.data["entrySeconds"] for o in own)),
-        fmt_s(statistics.median(o.data["reportSeconds"] for o in own)),
+        fmt_s(statistics.median(code) if code else None),
+        *(fmt_s(median_data(own, key)) for _, key in DETAIL_COLUMNS),
+        fmt_s(median_data(own, "reportSeconds")),
         f"{mb(own[-1].data['snapshotBytes'])} + {mb(own[-1].data['journalBytes'])}",
         f"{make_cpu} / {simplejob_cpu:.2f}",
         delay,

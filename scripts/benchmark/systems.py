@@ -1,8 +1,15 @@
 """How each system is run and timed, one run of one graph at a time, and what each run gives.
 
+Every system is timed the same way, as a user sees it: the wall clock from spawning its process
+to the end of that process (and of everything it started), and the CPU time of that process tree
+(processes.run_process).
+
 make        `make -r -s -j2` on a generated Makefile of .PHONY targets
-simplejob   this checkout's simplejob, in a fresh Python process (measure.child_simplejob)
-reference   simplejob 0.0.6 from PyPI, in a fresh Python process of a throw-away environment
+simplejob   this checkout's simplejob: `python -c measure.TIMED_SIMPLEJOB` (import simplejob, build
+            the job contexts, JobManager(), entry(), run(), exit), its process tree's peak RSS
+            sampled; then, untimed, `bench.py --child check` on its state file
+reference   simplejob 0.0.6 from PyPI: `python -c measure.TIMED_REFERENCE` in the Python of a
+            throw-away environment
 doit        `doit -n 2`, from the same throw-away environment
 """
 
@@ -19,8 +26,9 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from . import BENCH_SCRIPT, WORKERS, progress
+from . import BENCH_SCRIPT, REPO, SCRIPTS, WORKERS, progress
 from .graphs import Spec, write_dodo, write_makefile
+from .measure import TIMED_REFERENCE, TIMED_SIMPLEJOB
 from .processes import last_json, run_process, tail
 
 REFERENCE_PACKAGE = "simplejob==0.0.6"
@@ -30,7 +38,7 @@ TITLES = {"make": "make -j2", "simplejob": "simplejob", "reference": "simplejob 
 
 @dataclasses.dataclass
 class Outcome:
-    seconds: float | None = None  # wall clock; None when it timed out or failed
+    seconds: float | None = None  # wall clock (a system: its whole process tree); None: timed out or failed
     cell: str | None = None  # what the table shows instead of a time ("> 120 s", "RecursionError")
     cpu: float | None = None  # user + system seconds of every process it ran (that was waited for)
     data: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -68,20 +76,28 @@ class Bench:
             "doit": self.run_doit,
         }
 
-    def child(
-        self, kind: str, args: dict[str, Any], timeout: float, python: str | None = None, sample: bool = False
+    def process(
+        self, what: str, argv: list[str], timeout: float, cwd: str | None = None, sample: bool = False
     ) -> Outcome:
-        """Run `bench.py --child KIND JSON` (measure.py) and read back its figures."""
-        argv = [python or sys.executable, BENCH_SCRIPT, "--child", kind, json.dumps(args)]
-        ran = run_process(argv, timeout, sample=sample)
+        """Run a process that prints its figures as a JSON line; seconds: the wall clock from
+        spawning it to its end (and its tree's), cpu: its tree's CPU time."""
+        ran = run_process(argv, timeout, cwd=cwd, sample=sample)
         if ran.code is None:
             return Outcome(cell=f"> {timeout:g} s", data={"timedOut": True}, noise=ran.noise)
         data = last_json(ran.out)
         if ran.code != 0 or data is None:
-            return Outcome(cell="error", error=f"`{kind}` child exited with {ran.code}:\n{tail(ran.err or ran.out)}")
+            return Outcome(cell="error", error=f"`{what}` process exited with {ran.code}:\n{tail(ran.err or ran.out)}")
         if ran.sampler:
             data["rss"] = ran.sampler.result()
-        return Outcome(seconds=data.get("seconds"), cpu=ran.cpu, data=data, noise=ran.noise)
+        return Outcome(seconds=ran.seconds, cpu=ran.cpu, data=data, noise=ran.noise)
+
+    def child(self, kind: str, args: dict[str, Any], timeout: float) -> Outcome:
+        """Run `bench.py --child KIND JSON` (measure.py); seconds: what the child timed inside itself."""
+        argv = [sys.executable, BENCH_SCRIPT, "--child", kind, json.dumps(args)]
+        outcome = self.process(kind, argv, timeout)
+        if outcome.error is None and not outcome.data.get("timedOut"):
+            outcome.seconds = outcome.data.get("seconds")
+        return outcome
 
     def spec_dir(self, spec: Spec) -> str:
         """The directory with the graph's Makefile (and dodo.py with --doit), written once."""
@@ -106,17 +122,26 @@ class Bench:
         return Outcome(seconds=ran.seconds, cpu=ran.cpu, noise=ran.noise)
 
     def run_simplejob(self, spec: Spec) -> Outcome:
-        """A timed run in a child process; a failed one keeps its state file (outside the workspace)."""
+        """The timed whole process (measure.TIMED_SIMPLEJOB, RSS sampled), then the untimed check
+        of its state file (measure.child_check); a failed run keeps its state file (outside the
+        workspace)."""
         directory = self.fresh_dir("state")
+        path = os.path.join(directory, "state.json")
         limit = self.options.max_seconds
-        outcome = self.child(
-            "simplejob", {"graph": spec.graph, "size": spec.size, "dir": directory}, limit, sample=True
-        )
+        argv = [sys.executable, "-c", TIMED_SIMPLEJOB, REPO, SCRIPTS, spec.graph, str(spec.size), path, str(WORKERS)]
+        outcome = self.process("simplejob", argv, limit, cwd=directory, sample=True)
         if outcome.data.get("timedOut"):
             outcome.error = (
                 f"simplejob did not finish {spec.name} within {limit:g} s (state file kept: {self.keep(directory)})"
             )
             return outcome
+        if outcome.error:
+            outcome.error += f"\n(state file kept: {self.keep(directory)})"
+            return outcome
+        check = self.child("check", {"graph": spec.graph, "size": spec.size, "path": path}, limit)
+        if check.error or check.data.get("timedOut"):
+            check.data["problems"] = [f"the check of the state file failed: {check.error or check.cell}"]
+        outcome.data.update(check.data)
         if outcome.data.get("error") or outcome.data.get("problems"):
             found = [outcome.data["error"]] if outcome.data.get("error") else []
             outcome.error = (
@@ -131,10 +156,14 @@ class Bench:
         return outcome
 
     def run_reference(self, spec: Spec) -> Outcome:
-        args = {"graph": spec.graph, "size": spec.size}
-        outcome = self.child("reference", args, self.options.timeout, python=self.venv_python)
+        """0.0.6's whole process (measure.TIMED_REFERENCE), in a directory of its own."""
+        assert self.venv_python is not None, "setup_venv() first"
+        directory = self.fresh_dir("reference")
+        argv = [self.venv_python, "-c", TIMED_REFERENCE, SCRIPTS, spec.graph, str(spec.size)]
+        outcome = self.process("reference", argv, self.options.timeout, cwd=directory)
+        shutil.rmtree(directory, ignore_errors=True)
         if outcome.data.get("error"):
-            outcome.cell = outcome.data["error"]
+            outcome.cell, outcome.seconds = outcome.data["error"], None
         if outcome.error:  # a crash of 0.0.6 is a figure of the table, not an error of ours
             outcome.cell, outcome.error = "crashed", None
         return outcome
