@@ -64,6 +64,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     options.poll_seconds = 3.0 if options.poll_seconds is None else options.poll_seconds
     if options.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if options.rss_size < 0:
+        parser.error("--rss-size must be 0 (skip) or a number of jobs")
     return options
 
 
@@ -129,6 +131,14 @@ def add_limits_and_sizes(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="seconds of polling every 10 ms (default 3), followed by 4 polls 1 s apart",
+    )
+    parser.add_argument(
+        "--rss-size",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after the rounds, run one fan of N jobs with simplejob (whole process) for the peak RSS of the "
+        "caller, the supervisor and the workers; issue 13's target is at 100000 (default 0: skip)",
     )
     parser.add_argument(
         "--delay-size",

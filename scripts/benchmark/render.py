@@ -194,8 +194,10 @@ def details_row(spec: Spec, own: list[Outcome], makes: list[Outcome], delays: li
 
 
 def other_measurements(options: argparse.Namespace, measured: Measured) -> list[str]:
-    """entry() of a large batch, and the polling calls during a running fan."""
+    """The --rss-size run, entry() of a large batch, and the polling calls during a running fan."""
     lines = ["### Other measurements", ""]
+    if "rssRun" in measured.extras:
+        lines.append(rss_line(options, measured.extras["rssRun"]))
     for graph in ("fan", "layers"):
         outcome = measured.extras[f"entry-{graph}"]
         lines.append(
@@ -206,6 +208,22 @@ def other_measurements(options: argparse.Namespace, measured: Measured) -> list[
     lines += poll_lines(options, measured.extras["poll"])
     lines.append("")
     return lines
+
+
+def rss_line(options: argparse.Namespace, run: Outcome) -> str:
+    """The one fan of --rss-size jobs: its whole process's time and its processes' peak RSS."""
+    line = f"- fan of {options.rss_size:,} jobs (--rss-size), whole process: "
+    if run.seconds is None:
+        return line + (run.cell or "error")
+    rss = [run.data["rss"]] if run.data.get("rss") else []
+    return (
+        line
+        + f"{fmt_s(run.seconds)} s (in-process {fmt_s(run.data.get('inProcessSeconds'))} s"
+        + (f"; others used {run.noise:.0%} of the CPUs" if run.noise is not None else "")
+        + f"); peak RSS MB: caller {peak_mb(rss, 'caller', 'maxBytes')}, supervisor "
+        + f"{peak_mb(rss, 'supervisor', 'maxBytes')}, workers {peak_mb(rss, 'worker', 'sumBytes')} "
+        + f"(the sum of {rss[0].get('worker', {}).get('count', 0) if rss else 0} processes' peaks)"
+    )
 
 
 def poll_lines(options: argparse.Namespace, poll: Outcome) -> list[str]:

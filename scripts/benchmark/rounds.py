@@ -4,8 +4,9 @@ Each round runs every system once on every graph, one thing at a time, in an ord
 between rounds. A run during which other processes used more than --max-noise of the CPUs is run
 again (up to --noisy-retries times) and the quietest attempt kept. simplejob 0.0.6 or doit that
 timed out or failed on a graph is not run on it again. After the rounds, one at a time: a chain
-for the dependency-to-start delay (when no chain graph was run), entry() of --entry-size jobs,
-and completed()/errorOccurred() during a running fan.
+for the dependency-to-start delay (when no chain graph was run), with --rss-size N one fan of N
+jobs for the peak RSS (a whole-process simplejob run, as in the rounds), entry() of --entry-size
+jobs, and completed()/errorOccurred() during a running fan.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ class Measured:
     systems: list[str]  # make, simplejob, then those asked for
     results: dict[Spec, dict[str, list[Outcome]]]  # the kept run of each round
     discarded: dict[tuple[Spec, str], list[Outcome]]  # the noisier attempts that were not kept
-    extras: dict[str, Outcome] = dataclasses.field(default_factory=dict)  # delayRun, entry-fan, entry-layers, poll
+    # delayRun, rssRun (simplejob runs, as in the rounds); entry-fan, entry-layers, poll (measured inside a child)
+    extras: dict[str, Outcome] = dataclasses.field(default_factory=dict)
     errors: list[str] = dataclasses.field(default_factory=list)  # failures of the benchmark (exit status 1)
     seconds: float = 0.0  # the whole run, wall clock
     others: float | None = None  # CPU seconds other processes used meanwhile; None where unknown
@@ -112,7 +114,15 @@ def run_extras(bench: Bench, options: argparse.Namespace, measured: Measured) ->
     """The measurements after the rounds, one at a time (measure.py: entry, poll)."""
     if not any(spec.graph == "chain" for spec in options.graphs):
         progress(f"chain:{options.delay_size} for the dependency-to-start delay")
+        settle(options.settle)
         measured.add_extra("delayRun", bench.run_simplejob(Spec("chain", options.delay_size)))
+    if options.rss_size:
+        label = f"fan:{options.rss_size} for the peak RSS, whole process"
+        progress(label)
+        settle(options.settle)
+        outcome = bench.run_simplejob(Spec("fan", options.rss_size))
+        progress(f"{label}: " + (fmt_s(outcome.seconds) + " s" if outcome.seconds is not None else str(outcome.cell)))
+        measured.add_extra("rssRun", outcome)
     for graph in ("fan", "layers"):
         progress(f"entry() of {options.entry_size} jobs ({graph})")
         settle(options.settle)
