@@ -3,8 +3,10 @@ its tables. No timing is asserted: times belong in docs/benchmarks.md, not in pa
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -44,6 +46,8 @@ def test_quick_benchmark_runs_and_prints_its_tables(tmp_path):
             "300",
             "--poll-seconds",
             "0.2",
+            "--rss-size",
+            "300",
             "--tmpdir",
             str(tmp_path),
             "--json",
@@ -70,7 +74,21 @@ def test_quick_benchmark_runs_and_prints_its_tables(tmp_path):
         assert row in out
     assert "entry() of 1,000 jobs (fan" in out
     assert "completed() polled every 10 ms" in out
+    assert "- fan of 300 jobs (--rss-size), whole process: " in out
     assert "### Errors" not in out
+    # Issue 13's targets: every one listed; those this run measured at their size are judged.
+    assert "### Issue 13 targets in this run" in out and "Issue 5" not in out
+    for target in (
+        "- fan, layers and chain at 10,000 jobs: at most 1.2x make -j2, whole process: not run, not judged",
+        "- fan and chain at 1,000 jobs: at most 1.3x make -j2, whole process: not run, not judged",
+        "- entry() of 100,000 jobs (fan) under 1.5 s: ",
+        "- peak RSS of the caller and of the supervisor at 100,000 jobs under 200 MB each: caller ",
+        "- one completed()/errorOccurred() call under 5 ms, polled every 10 ms: at 300 jobs: max ",
+    ):
+        assert target in out
+    assert re.search(
+        r"^- dependency-to-start delay median under 1 ms \(chain:200\): [0-9.]+ ms, (met|NOT met)$", out, re.M
+    )
 
     data = json.loads(raw.read_text())
     assert data["errors"] == []
@@ -86,6 +104,11 @@ def test_quick_benchmark_runs_and_prints_its_tables(tmp_path):
         assert own["seconds"] > figures["codeSeconds"] > inside - 1e-9  # the sum rounds differently
         assert figures["reportSeconds"] is not None and figures["snapshotBytes"] > 0
     assert len(data["results"]["chain:200"]["simplejob"][0]["data"]["delays"]) == 199
+    assert set(data["extras"]["rssRun"]["data"]["rss"]) >= {"caller", "supervisor", "worker"}
+    assert data["extras"]["rssRun"]["seconds"] > data["extras"]["rssRun"]["data"]["inProcessSeconds"]
+    verdicts = {t["target"]: t["verdict"] for t in data["targets"]}
+    assert verdicts["dependency-to-start delay median under 1 ms (chain:200)"] in ("met", "NOT met")
+    assert verdicts["peak RSS of the caller and of the supervisor at 100,000 jobs under 200 MB each"] == "not judged"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("simplejob-bench-")], "temporary files left"
 
 
@@ -115,3 +138,50 @@ def test_the_state_file_check_finds_what_went_wrong():
         {"j0": job(0, 1), "j1": job(0.1, 1), "j2": job(0.2, 1)}, graphs.dependencies("fan", 3), 2
     )
     assert crowded == ["3 jobs ran at once with maxWorkers=2"]
+
+
+def test_issue_13_targets_are_judged_at_their_size_on_the_worst_round():
+    graphs, rounds, systems, targets = (bench_module(name) for name in ("graphs", "rounds", "systems", "targets"))
+    outcome, spec = systems.Outcome, graphs.Spec
+    fan, chain = spec("fan", 10_000), spec("chain", 1_000)
+
+    def runs(*seconds):
+        return [outcome(seconds=s) for s in seconds]
+
+    results = {
+        fan: {"make": runs(1.0, 1.0, 1.0), "simplejob": runs(1.1, 1.15, 1.3)},  # the median alone would meet 1.2x
+        chain: {"make": runs(2.0), "simplejob": runs(2.5)},
+    }
+    rss = {"caller": {"maxBytes": 150 * 2**20}, "supervisor": {"maxBytes": 210 * 2**20}}
+    extras = {
+        "entry-fan": outcome(seconds=1.2),
+        "entry-layers": outcome(seconds=1.6),
+        "rssRun": outcome(seconds=30.0, data={"rss": rss}),
+        "poll": outcome(data={"phases": {"0.01": {"completed": [0.001, 0.006], "errorOccurred": [0.0001]}}}),
+    }
+    measured = rounds.Measured(["make", "simplejob"], results, {}, extras)
+    options = argparse.Namespace(graphs=[fan, chain], entry_size=100_000, rss_size=100_000, poll_size=10_000)
+    delays = {fan: [], chain: [0.0005, 0.0008, 0.002]}
+    judged = {t.target: (t.figure, t.verdict) for t in targets.judge(options, measured, delays)}
+    every = "whole process, in every round"
+    assert judged[f"fan:10000: at most 1.2x make -j2, {every}"] == (
+        "worst round 1.30x, median 1.15x over 3 round(s)",
+        "NOT met",
+    )
+    assert judged[f"layers:10000: at most 1.2x make -j2, {every}"] == ("not run", "not judged")
+    assert judged[f"chain:1000: at most 1.3x make -j2, {every}"][1] == "met"
+    assert judged[f"fan:1000: at most 1.3x make -j2, {every}"] == ("not run", "not judged")
+    assert judged["entry() of 100,000 jobs (fan) under 1.5 s"] == ("1.20 s", "met")
+    assert judged["entry() of 100,000 jobs (layers) under 1.5 s"] == ("1.60 s", "NOT met")
+    rss_target = "peak RSS of the caller and of the supervisor at 100,000 jobs under 200 MB each"
+    assert judged[rss_target] == ("caller 150.0 MB, supervisor 210.0 MB", "NOT met")
+    assert judged["one completed()/errorOccurred() call under 5 ms, polled every 10 ms"][1] == "NOT met"
+    assert judged["one completed()/errorOccurred() call under 5 ms, polled every 1 s"] == ("no calls", "not judged")
+    assert judged["dependency-to-start delay median under 1 ms (chain:1000)"] == ("0.800 ms", "met")
+    assert not any(target.endswith("(fan:10000)") for target in judged)  # a fan has no delays
+
+    # Measured at other sizes than the issue's: shown, not judged.
+    options.entry_size, options.rss_size = 2_000, 3_000
+    smaller = {t.target: t for t in targets.judge(options, measured, delays)}
+    assert smaller["entry() of 100,000 jobs (fan) under 1.5 s"].verdict == "not judged"
+    assert smaller[rss_target].verdict == "not judged" and "at 3,000 jobs" in smaller[rss_target].figure

@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
     print(report(options, measured, header, command))
     if options.json_path:
         with open(options.json_path, "w") as f:
-            json.dump(json_figures(measured, header, command), f, indent=1)
+            json.dump(json_figures(options, measured, header, command), f, indent=1)
     return 1 if measured.errors else 0
 
 

@@ -14,7 +14,7 @@ from .graphs import Spec
 from .machine import load_average
 from .rounds import Measured
 from .systems import REFERENCE_PACKAGE, TITLES, Outcome
-from .targets import targets
+from .targets import judge, targets
 
 
 def report(options: argparse.Namespace, measured: Measured, header: list[str], command: str) -> str:
@@ -30,10 +30,11 @@ def report(options: argparse.Namespace, measured: Measured, header: list[str], c
     return "\n".join(lines)
 
 
-def json_figures(measured: Measured, header: list[str], command: str) -> dict[str, Any]:
+def json_figures(options: argparse.Namespace, measured: Measured, header: list[str], command: str) -> dict[str, Any]:
     """Every raw figure, for --json. A system's "seconds" is its whole process (start to exit);
     simplejob's data has its in-process times too (measure.TIMED_SIMPLEJOB) and its check's
-    figures (measure.child_check)."""
+    figures (measure.child_check); "targets" are issue 13's, as the report judges them."""
+    delays = chain_delays_by_spec(options, measured)
     return {
         "command": command,
         "machine": header,
@@ -42,6 +43,7 @@ def json_figures(measured: Measured, header: list[str], command: str) -> dict[st
             for spec, per in measured.results.items()
         },
         "extras": {k: dataclasses.asdict(v) for k, v in measured.extras.items()},
+        "targets": [dataclasses.asdict(t) for t in judge(options, measured, delays)],
         "errors": measured.errors,
     }
 
