@@ -3,21 +3,24 @@
     cli.py        the command line: options, then run, print the report, write --json
     rounds.py     the order of the runs: rounds of every system on every graph (again when
                   noisy), then the extra measurements
-    systems.py    how each system is run and timed: make, this simplejob, simplejob 0.0.6, doit;
-                  the temporary workspace and the throw-away virtual environment
-    measure.py    what runs in a fresh Python process (`bench.py --child KIND JSON`): the timed
-                  simplejob run, entry(), completed()/errorOccurred() polling, a 0.0.6 run
+    systems.py    how each system is run and timed (whole processes, start to exit): make, this
+                  simplejob, simplejob 0.0.6, doit; the temporary workspace and the throw-away
+                  virtual environment
+    measure.py    what runs in a fresh Python process: the timed simplejob and 0.0.6 runs
+                  (`python -c`), and, as `bench.py --child KIND JSON`, the untimed check of a
+                  run's state file and report(), entry(), completed()/errorOccurred() polling
     checks.py     what the state file shows: the jobs, what went wrong, the chain's delays
     graphs.py     the generated job graphs (fan, layers, chain) as job contexts, Makefile, dodo.py
     processes.py  running one command: wall-clock and CPU time, a timeout, the child's JSON line
     rss.py        the sampler of peak RSS per process kind (caller, supervisor, workers)
     machine.py    the machine: its description, and how busy other processes keep it (noise)
     render.py     the Markdown report, one function per section, and the --json figures
-    targets.py    the report's section on issue 5's targets
+    targets.py    the report's section on issue 13's targets, each judged on this run's figures
     figures.py    formatting and medians shared by the report's sections
 
-Data flow: cli → rounds → systems → processes (→ `bench.py --child` → measure → checks), with
-rss sampling the child; the Outcomes come back to rounds, and render turns them into Markdown.
+Data flow: cli → rounds → systems → processes (→ `python -c measure.TIMED_SIMPLEJOB`, then
+`bench.py --child check` → measure → checks), with rss sampling the timed process's tree; the
+Outcomes come back to rounds, and render (with targets) turns them into Markdown.
 """
 
 from __future__ import annotations

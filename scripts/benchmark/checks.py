@@ -1,7 +1,7 @@
 """What a simplejob run's state file shows: its jobs, what went wrong, and the chain's delays.
 
-Read in the child process right after the timed run (measure.py), so that only figures travel
-back to the parent.
+Read in a second, untimed child process right after the timed run (measure.child_check), so that
+the check counts in no system's time and only figures travel back to the parent.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The command line of scripts/bench.py: the options, then run, print the report, write --json.
 
-`bench.py --child KIND JSON` is not for people: it is how a measurement runs in a fresh Python
-process (measure.py).
+`bench.py --child KIND JSON` is not for people: it is how the untimed check of a run and the
+measurements inside a process run in a fresh Python process (measure.py).
 """
 
 from __future__ import annotations
@@ -71,14 +71,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Benchmark simplejob against make -j2 (see the module docstring).",
+        description="Benchmark simplejob against make -j2, each timed as a whole process from its start to\n"
+        "its exit, and judge issue 13's targets (scripts/bench.py's docstring says what is measured).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_what_runs(parser)
     add_limits_and_sizes(parser)
     add_noise_options(parser)
     parser.add_argument("--tmpdir", help="where the state files and Makefiles go (default: the system's)")
-    parser.add_argument("--json", dest="json_path", help="also write every raw figure to this file")
+    parser.add_argument(
+        "--json", dest="json_path", help="also write every raw figure and the targets' verdicts to this file"
+    )
     return parser
 
 
@@ -117,9 +120,15 @@ def add_limits_and_sizes(parser: argparse.ArgumentParser) -> None:
         "--max-seconds",
         type=float,
         default=1800.0,
-        help="seconds one run of make or simplejob may take before it is stopped (an error; default 1800)",
+        help="seconds one run of make or simplejob (its whole process) may take before it is stopped "
+        "(an error; default 1800)",
     )
-    parser.add_argument("--entry-size", type=int, default=None, help="jobs in the entry() measurement (default 100000)")
+    parser.add_argument(
+        "--entry-size",
+        type=int,
+        default=None,
+        help="jobs in the entry() measurement (default 100000, the size of issue 13's target; 2000 with --quick)",
+    )
     parser.add_argument(
         "--poll-size",
         type=int,

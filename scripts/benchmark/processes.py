@@ -27,7 +27,9 @@ class Ran:
 
 def run_process(argv: list[str], timeout: float, cwd: str | None = None, sample: bool = False) -> Ran:
     """Run argv in its own session; kill the session after timeout seconds. With sample, an
-    RssSampler watches the process tree meanwhile."""
+    RssSampler watches the process tree meanwhile. Its seconds run from just before the spawn to
+    its exit and the end of its output (so also of every descendant that kept its stdout or
+    stderr): the whole process, as a user sees it."""
     busy_before, own_before, cpu_before = busy_cpu(), own_cpu(), children_cpu()
     started = time.perf_counter()
     proc = subprocess.Popen(
