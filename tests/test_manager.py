@@ -294,8 +294,14 @@ def test_command_line_forms_cwd_env_and_shell(tmp_path):
             {"id": "shell", "commandLine": "echo $((6 * 7)) | tr 4 X", "shell": True},
             {"id": "cwd", "commandLine": "pwd", "cwd": str(tmp_path)},
             {"id": "env", "commandLine": "sh -c 'echo $SIMPLEJOB_X'", "env": {"SIMPLEJOB_X": "from env"}},
+            # a relative program is found in the job's directory; the next job is back in ours
+            {"id": "relative", "commandLine": "./here.sh", "cwd": str(tmp_path / "bin"), "waiting": ["cwd"]},
+            {"id": "after", "commandLine": "pwd", "waiting": ["relative"]},
         ]
     )
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "here.sh").write_text("#!/bin/sh\necho here in $(pwd)\n")
+    (tmp_path / "bin" / "here.sh").chmod(0o755)
     manager.run(interval=0.05)
 
     def output(job_id):
@@ -305,6 +311,8 @@ def test_command_line_forms_cwd_env_and_shell(tmp_path):
     assert output("shell") == "X2\n"
     assert output("cwd") == f"{tmp_path}\n"
     assert output("env") == "from env\n"
+    assert output("relative") == f"here in {tmp_path / 'bin'}\n"
+    assert output("after") == f"{os.getcwd()}\n"
 
 
 def test_run_rerun_and_get_running_status(tmp_path):

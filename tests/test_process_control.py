@@ -452,6 +452,17 @@ def test_jobs_start_with_the_default_signal_dispositions(guard, tmp_path):
     assert state.records["hungup"].reason == "killed by signal 1 (SIGHUP)"
 
 
+def test_jobs_start_with_no_signal_ignored(guard, tmp_path):
+    """Python ignores SIGPIPE and SIGXFSZ; a job gets their default actions (`yes | head` ends)."""
+    jm = guard.manager(logOutputDirectory=str(tmp_path / "logs"))
+    jm.entry([{"id": "mask", "commandLine": ["grep", "^SigIgn:", "/proc/self/status"]}])
+    jm.run(interval=0.05)
+    line = (tmp_path / "logs" / "mask.log").read_text().splitlines()[-1]
+    ignored = [signum for signum in range(1, 32) if int(line.split()[1], 16) >> (signum - 1) & 1]
+    # (signals 32 and 33 are glibc's own, ignored by its posix_spawn until the program sets them up)
+    assert ignored == [], f"standard signals ignored in a job: {ignored} ({line})"
+
+
 # --- 4. death of the owner, the supervisor, a worker -------------------------------------------------------
 
 
@@ -712,7 +723,7 @@ PLATFORM_INTERFACE = [name for name, value in vars(proctree._Platform).items() i
 
 def test_the_posix_module_is_chosen_here_and_the_windows_module_is_not_loaded():
     assert proctree._platform is proctree_posix
-    for name in ["become_subreaper", "popen_options", "descendants", "has_children", "reap_zombies"]:
+    for name in ["become_subreaper", "spawn", "descendants", "reap_zombies"]:
         assert getattr(proctree, name) is getattr(proctree_posix, name), name
     # In a fresh interpreter: importing proctree loads the POSIX module only; the Windows module
     # still imports here (WinDLL is only used inside its functions).

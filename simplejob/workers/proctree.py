@@ -3,13 +3,13 @@
 The interface (used by worker.py, pool.py and supervisor.py):
 
     become_subreaper()        make every descendant of this process findable, even orphans
-    popen_options()           subprocess.Popen keyword arguments: start a job in its own group
+    spawn(argv, ...)          start a job in its own group; a Spawned: pid, poll(), wait(timeout)
     descendants(pid)          the tree below pid (for os.getpid(): everything we have started)
-    has_children()            whether anything we started is still alive
     kill_tree(procs, ...)     polite signal to the group and the processes, grace, then force
     kill_job_tree(pid, ...)   the same knowing only a job's pid (its launcher is gone)
     kill_orphans(keep, ...)   kill what re-parented to us, except the processes in keep
-    reap_zombies()            collect the exit statuses of orphans that re-parented to us
+    reap_zombies()            collect the exit statuses of orphans that re-parented to us;
+                              True if anything we started is still alive
     find_process(pid, ...)    the process with this pid, if it is the one that started then
 
 This module holds what is the same everywhere: the order of a kill (polite signal, grace,
@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Collection
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Protocol
 
 import psutil
 
@@ -49,14 +49,34 @@ else:
     from . import proctree_posix as _platform
 
 
+class Spawned(Protocol):
+    """A job's process as spawn() returns it."""
+
+    pid: int
+
+    @property
+    def returncode(self) -> int | None: ...
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float) -> int | None: ...
+
+
 class _Platform(Protocol):
-    """What each platform module provides; the first five are re-exported as they are."""
+    """What each platform module provides; the first four are re-exported as they are."""
 
     def become_subreaper(self) -> bool: ...
-    def popen_options(self) -> dict[str, Any]: ...
+    def spawn(
+        self,
+        argv: list[str] | str,
+        *,
+        shell: bool,
+        cwd: str | None,
+        env: Mapping[str, str] | None,
+        stdin: int,
+        stdout: int,
+        stderr: int,
+    ) -> Spawned: ...
     def descendants(self, pid: int) -> list[psutil.Process]: ...
-    def has_children(self) -> bool: ...
-    def reap_zombies(self) -> None: ...
+    def reap_zombies(self) -> bool: ...
     def signal_all(self, procs: list[psutil.Process], group: int | None, *, force: bool) -> None: ...
     def job_group(self, pid: int) -> tuple[int | None, list[psutil.Process]]: ...
 
@@ -67,9 +87,8 @@ if TYPE_CHECKING:  # mypy holds the chosen module to the protocol, and the Windo
     _checked: tuple[_Platform, _Platform] = (_platform, proctree_windows)
 
 become_subreaper = _platform.become_subreaper
-popen_options = _platform.popen_options
+spawn = _platform.spawn
 descendants = _platform.descendants
-has_children = _platform.has_children
 reap_zombies = _platform.reap_zombies
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+import subprocess
 import sys
-from typing import Any
+from collections.abc import Mapping
 
 import psutil
 
@@ -38,9 +39,50 @@ def become_subreaper() -> bool:
     return _job_object.join()
 
 
-def popen_options() -> dict[str, Any]:
-    """subprocess.Popen keyword arguments that start a job in its own process group."""
-    return {"creationflags": CREATE_NEW_PROCESS_GROUP}
+class Spawned:
+    """A job's process: a subprocess.Popen (Windows has no posix_spawn)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit code, or None if it still runs after timeout seconds."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+def spawn(
+    argv: list[str] | str,
+    *,
+    shell: bool,
+    cwd: str | None,
+    env: Mapping[str, str] | None,
+    stdin: int,
+    stdout: int,
+    stderr: int,
+) -> Spawned:
+    """Start a job in its own process group with these handles as its standard ones."""
+    proc = subprocess.Popen(
+        argv,
+        shell=shell,
+        cwd=cwd,
+        env=env,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        creationflags=CREATE_NEW_PROCESS_GROUP,
+    )
+    return Spawned(proc)
 
 
 def descendants(pid: int) -> list[psutil.Process]:
@@ -53,15 +95,12 @@ def descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
-def has_children() -> bool:
-    """Whether anything this process started is still alive (with a Job Object: orphans too)."""
+def reap_zombies() -> bool:
+    """Windows has no zombies to collect; True if anything this process started is still alive
+    (with a Job Object: orphans too)."""
     if _job_object.handle is not None:
         return bool(_job_object.members())
     return bool(psutil.Process().children())
-
-
-def reap_zombies() -> None:
-    """Nothing to do: Windows has no zombies to collect."""
 
 
 def signal_all(procs: list[psutil.Process], group: int | None, *, force: bool) -> None:

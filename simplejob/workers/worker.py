@@ -22,10 +22,8 @@ from __future__ import annotations
 import json
 import os
 import selectors
-import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections import deque
@@ -64,30 +62,14 @@ def _describe_exit(code: int) -> str | None:
 
 
 _devnull_fd: int | None = None
-_programs: dict[tuple[str, str | None], str] = {}  # (name, PATH) -> its path
 
 
 def _devnull() -> int:
-    """One /dev/null descriptor for every job (Popen would open and close one per job)."""
+    """One /dev/null descriptor for every job, opened once."""
     global _devnull_fd
     if _devnull_fd is None:
         _devnull_fd = os.open(os.devnull, os.O_RDWR)
     return _devnull_fd
-
-
-def _executable(spec: AttemptSpec, env: dict[str, str] | None) -> str | None:
-    """The program's path, looked up in PATH once per name rather than at every spawn."""
-    argv = spec["argv"]
-    if spec["shell"] or isinstance(argv, str) or os.sep in argv[0] or spec["cwd"] is not None:
-        return None
-    search = (env or os.environ).get("PATH")
-    key = (argv[0], search)
-    if key not in _programs:
-        found = shutil.which(argv[0], path=search)
-        if found is None:
-            return None  # let the spawn fail and say so
-        _programs[key] = found
-    return _programs[key]
 
 
 def _open_log(path: str) -> BinaryIO | str:
@@ -107,7 +89,7 @@ class Attempt:
     def __init__(self, spec: AttemptSpec) -> None:
         self.spec = spec
         self.id: str = spec["id"]
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.process: proctree.Spawned | None = None
         self.log: BinaryIO | None = None
         started = time.monotonic()
         self.start_time = time.time()
@@ -130,18 +112,10 @@ class Attempt:
             self.log = opened
             self.note(f"job {self.id!r} attempt {spec['attempt']}/{spec['attempts']}: {spec['command_text']}")
         env = {**os.environ, **spec["env"]} if spec["env"] else None
-        output = self.log if self.log is not None else _devnull()
+        out = self.log.fileno() if self.log is not None else _devnull()
         try:
-            self.proc = subprocess.Popen(
-                spec["argv"],
-                executable=_executable(spec, env),
-                shell=spec["shell"],
-                cwd=spec["cwd"],
-                env=env,
-                stdin=_devnull(),
-                stdout=output,
-                stderr=subprocess.STDOUT if self.log else output,
-                **proctree.popen_options(),
+            self.process = proctree.spawn(
+                spec["argv"], shell=spec["shell"], cwd=spec["cwd"], env=env, stdin=_devnull(), stdout=out, stderr=out
             )
         except (OSError, ValueError) as error:
             failure = _spawn_failure(error, spec) if isinstance(error, OSError) else (126, f"cannot start: {error}")
@@ -226,13 +200,13 @@ class Worker:
 
     def check_current(self) -> None:
         attempt = self.current
-        assert attempt is not None and attempt.proc is not None
-        code = attempt.proc.poll()
+        assert attempt is not None and attempt.process is not None
+        code = attempt.process.poll()
         if code is None and attempt.announce_at is not None and time.monotonic() >= attempt.announce_at:
             attempt.announce_at = None
             returned = [spec["id"] for spec in self.waiting]
             self.waiting.clear()
-            self.send(Event("started", attempt.id, attempt.start_time, pid=attempt.proc.pid, returned=returned))
+            self.send(Event("started", attempt.id, attempt.start_time, pid=attempt.process.pid, returned=returned))
         if code is not None:
             self.finish(attempt, exit_code=code, reason=_describe_exit(code))
         elif attempt.deadline is not None and time.monotonic() >= attempt.deadline:
@@ -250,14 +224,11 @@ class Worker:
 
     def kill(self, attempt: Attempt) -> None:
         """Kill the attempt's whole tree: its group and every descendant we (the subreaper) have."""
-        assert attempt.proc is not None
-        pid = attempt.proc.pid
+        assert attempt.process is not None
+        pid = attempt.process.pid
         procs = proctree.descendants(os.getpid())
         proctree.kill_tree(procs, group=pid, grace=attempt.spec["killGrace"], root=os.getpid())
-        try:
-            attempt.proc.wait(timeout=1.0)
-        except subprocess.TimeoutExpired:
-            pass
+        attempt.process.wait(timeout=1.0)
         proctree.reap_zombies()
 
     def finish(
@@ -270,9 +241,8 @@ class Worker:
         cancelled: bool = False,
     ) -> None:
         leftovers: list[int] = []
-        pid = attempt.proc.pid if attempt.proc else None
-        proctree.reap_zombies()
-        if proctree.has_children():
+        pid = attempt.process.pid if attempt.process else None
+        if proctree.reap_zombies():
             # The job exited but left processes running: they would outlive the batch unseen.
             leftovers = proctree.kill_tree(
                 proctree.descendants(os.getpid()), group=pid, grace=attempt.spec["killGrace"], root=os.getpid()
