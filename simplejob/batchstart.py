@@ -125,15 +125,16 @@ def _reply(message: SupervisorReply) -> None:
     write_all(1, (json.dumps(message) + "\n").encode())
 
 
-def _executor(spec: BatchSpec) -> Executor:
-    """The local pool, or the Dask cluster the batch asks for (checked now: a refusal is a reply)."""
+def _executor(spec: BatchSpec, pool: LocalProcessPool) -> Executor:
+    """The local pool (its first workers already started), or the Dask cluster the batch asks
+    for (checked now: a refusal is a reply)."""
     options = spec["options"]
     max_workers = int(options["maxWorkers"])
     if "dask" not in options:
-        # Workers start now: their interpreters start up while the batch is planned and written down.
-        pool = LocalProcessPool(selectors.DefaultSelector(), max_workers)
+        pool.max_workers = max_workers
         pool.prepare(min(max_workers, len(spec["jobs"])))
         return pool
+    pool.shutdown()
     from .workers import dask_executor  # imports distributed: only for a batch on Dask
 
     try:
@@ -152,12 +153,16 @@ def serve() -> NoReturn:
     """Read the batch, answer the manager, run the Supervisor, exit with its code."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the handlers are installed
     owner = os.getppid()  # read first: if the owner dies while we start, getppid() changes
+    # The workers the manager says the batch needs start first: they run while the batch is read,
+    # planned and written down.
+    pool = LocalProcessPool(selectors.DefaultSelector(), int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+    pool.prepare(pool.max_workers)
     control = LineReader(0)
     line = control.read_line()
     if line is None:
         sys.exit(SupervisorExit.NOT_STARTED)  # the manager went away before sending the batch
     spec: BatchSpec = json.loads(line)
-    executor = _executor(spec)
+    executor = _executor(spec, pool)
     try:
         state, writer, lock, old_basis = open_batch(spec)
     except Refused as refused:

@@ -14,6 +14,7 @@ import sys
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def python_command(module: str) -> list[str]:
+def python_command(module: str, *args: str) -> list[str]:
+    """The program module.main(), with args as its sys.argv[1:]."""
     boot = f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); import {module} as m; m.main()"
-    return [sys.executable, "-c", boot]
+    return [sys.executable, "-c", boot, *args]

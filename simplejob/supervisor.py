@@ -46,7 +46,7 @@ from .scheduler import Outcome, Scheduler
 from .workers.executor import Executor
 
 PARENT_CHECK_INTERVAL = 0.5  # seconds between checks that the owning process still lives
-COALESCE = 0.001  # seconds to let events gather while every worker has work queued
+COALESCE = 0.003  # seconds to let events gather while every worker has work queued
 
 
 def scheduler_for(records: dict[str, JobRecord], options: BatchOptions, clock: Clock) -> Scheduler:

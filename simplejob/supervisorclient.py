@@ -109,8 +109,10 @@ class SupervisorRun:
     def __init__(self, plan: BatchPlan) -> None:
         self.plan = plan
         self.grace = max((d.killGrace for d in plan.definitions), default=0.0)
+        # The local workers it will need: it starts them before it even reads the batch.
+        workers = 0 if "dask" in plan.options else min(int(plan.options["maxWorkers"]), len(plan.definitions))
         proc = subprocess.Popen(
-            python_command("simplejob.supervisor"),
+            python_command("simplejob.supervisor", str(workers)),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,

@@ -476,6 +476,26 @@ def test_owner_killed_the_supervisor_kills_the_trees_records_them_and_exits(guar
     assert_resumable(tmp_path)
 
 
+def test_workers_hold_only_their_own_pipes_of_the_supervisors_descriptors(guard, tmp_path):
+    """Workers are forked from the supervisor: none may keep its state file, lock, journal, the
+    manager's pipe or another worker's stdin open (a lock or an end of file would outlive it)."""
+    jm = guard.manager(maxWorkers=2)
+    jm.entry([{"id": f"w{i}", "commandLine": ["sleep", "30"], "killGrace": GRACE} for i in range(2)])
+    jm.runAllReadyJobs()
+    supervisor = psutil.Process(load_state(tmp_path).supervisor["pid"])
+    wait_until(lambda: len(supervisor.children()) == 2, timeout=10)
+    inherited = {f"{os.readlink(f'/proc/{supervisor.pid}/fd/{fd}')}" for fd in os.listdir(f"/proc/{supervisor.pid}/fd")}
+    for worker in supervisor.children():
+        fds = {int(fd): os.readlink(f"/proc/{worker.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{worker.pid}/fd")}
+        state_files = [f for f in fds.values() if f.startswith(str(tmp_path / "state.json"))]
+        assert state_files == [], fds  # the state file, its journal, its lock (the job's log is the worker's)
+        # pipes are told apart by their inode: the manager's pipe, the other workers' pipes
+        shared = {fd: pipe for fd, pipe in fds.items() if fd > 2 and pipe.startswith("pipe:") and pipe in inherited}
+        assert shared == {}, f"worker {worker.pid} shares the supervisor's descriptors {shared}"
+    jm.cancel()
+    jm.join()
+
+
 def test_supervisor_killed_workers_kill_their_trees_and_the_manager_raises(guard, tmp_path):
     jm = guard.manager(maxWorkers=2)
     jm.entry(
@@ -520,7 +540,7 @@ def test_worker_killed_its_job_is_failed_with_the_reason_and_the_batch_goes_on(g
     pids = wait_for_pids(tmp_path, FULL_ROLES)
     shell = next(pid for name, pid in pids.items() if name.startswith("sh-"))
     worker = psutil.Process(shell).ppid()
-    assert "simplejob.workers.worker" in " ".join(psutil.Process(worker).cmdline())
+    assert psutil.Process(worker).ppid() == load_state(tmp_path).supervisor["pid"]  # a worker, forked by the supervisor
     killed = time.monotonic()
     os.kill(worker, signal.SIGKILL)
     assert_gone_by(pids, killed + GRACE + 3.0, "the dead worker's job tree (daemon included) to be killed")
