@@ -28,25 +28,39 @@ class RssSampler(threading.Thread):
         self.peaks: dict[int, int] = {}
         self.stopping = threading.Event()
 
-    def _discover(self) -> None:
-        psutil = self.psutil
+    def _children(self, pid: int) -> list[int]:
+        """pid's children: from /proc/PID/task/PID/children on Linux (a few bytes, where psutil
+        would read the stat file of every process on the machine), else psutil's."""
         try:
-            root = psutil.Process(self.root)
-            self.procs.setdefault(self.root, root)
-            for child in root.children(recursive=True):
-                if child.pid in self.kinds:
-                    continue
-                try:
-                    if "python" not in child.name().lower():
-                        continue
-                    depth, parent = 1, child.ppid()
-                    while parent != self.root and depth < 4:
-                        parent = psutil.Process(parent).ppid()
-                        depth += 1
-                except psutil.Error:
-                    continue
-                self.kinds[child.pid] = {1: "supervisor", 2: "worker"}.get(depth, "other")
-                self.procs[child.pid] = child
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                return [int(child) for child in f.read().split()]
+        except OSError:
+            pass
+        try:
+            return [child.pid for child in self.psutil.Process(pid).children()]
+        except self.psutil.Error:
+            return []
+
+    def _discover(self) -> None:
+        """The caller's Python children are supervisors, theirs are workers, theirs "other"."""
+        psutil = self.psutil
+        level = [self.root]
+        for kind in ("supervisor", "worker", "other"):
+            found = []
+            for parent in level:
+                for pid in self._children(parent):
+                    if pid not in self.kinds:
+                        try:
+                            proc = psutil.Process(pid)
+                            if "python" not in proc.name().lower():
+                                continue
+                        except psutil.Error:
+                            continue
+                        self.kinds[pid], self.procs[pid] = kind, proc
+                    found.append(pid)
+            level = found
+        try:
+            self.procs.setdefault(self.root, psutil.Process(self.root))
         except psutil.Error:
             pass
 
