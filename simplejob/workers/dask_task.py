@@ -12,12 +12,16 @@ thread, started on first use (a Python start-up costs tens of milliseconds; a jo
 That process is also the watchdog the cluster needs: it reads its stdin from the Dask worker, so
 when the Dask worker dies, however it dies, the end of that pipe makes it kill the job's tree.
 
-run_attempt() relays the worker process's events: "started" goes to the supervisor as a Dask
-event (Worker.log_event on the batch's topic: batched, no round trip), "finished" is the task's
-result. It watches, every POLL seconds, whether the task is still wanted: the supervisor's
-client.cancel(), or the supervisor gone (the scheduler then releases its tasks), or the Dask
-worker closing (it lost its scheduler) make the worker process kill the tree; a "gone" event
-then tells a stopping supervisor that the tree is dead.
+run_attempt() gets the attempt as its RunMessage already encoded (one JSON line, written to the
+worker process as it is) and relays the worker process's events to the supervisor as Dask events
+(Worker.log_event on the batch's topic: they ride the worker's batched stream to the scheduler,
+which forwards them on the supervisor's client stream; no round trip): "started", and the
+attempt's end ("finished", or "returned" when the batch's gate closed), which is also the task's
+result (JSON text), fetched by the supervisor only if the event did not reach it first. It
+watches, every POLL seconds, whether the task is still wanted: the supervisor's client.cancel(),
+or the supervisor gone (the scheduler then releases its tasks), or the Dask worker closing (it
+lost its scheduler) make the worker process kill the tree; the end event then also tells a
+stopping supervisor that the tree is dead.
 
 Imported by the Dask workers only (by reference: simplejob must be installed on the workers).
 """
@@ -31,7 +35,7 @@ import time
 from typing import Any
 
 from ..pipes import LineReader, write_all
-from ..protocol import AttemptSpec, CancelAttemptMessage, RunMessage
+from ..protocol import CancelAttemptMessage
 from .pool import start_worker
 
 POLL = 0.1  # seconds between checks that the task is still wanted
@@ -51,7 +55,7 @@ class _Helper:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin, self.reader = self.proc.stdin, LineReader(self.proc.stdout.fileno())
 
-    def send(self, message: RunMessage | CancelAttemptMessage) -> None:
+    def send(self, message: CancelAttemptMessage) -> None:
         write_all(self.stdin.fileno(), (json.dumps(message) + "\n").encode())
 
 
@@ -61,14 +65,15 @@ async def close_gate(topic: str) -> None:
     _closed_gates.add(topic)
 
 
-def run_attempt(spec: AttemptSpec, topic: str) -> dict[str, Any]:
-    """The Dask task of one attempt; returns the worker process's "finished" event (or "returned")."""
+def run_attempt(line: str, job_id: str, topic: str) -> str:
+    """The Dask task of one attempt: line is its RunMessage (a JSON line). Returns its end event
+    (JSON text), after logging it on the topic (see the module's docstring)."""
     from distributed import get_worker
 
-    if topic in _closed_gates:
-        return {"ev": "returned", "id": spec["id"], "t": time.time()}
     worker = get_worker()
     key = worker.get_current_task()
+    if topic in _closed_gates:
+        return _report(worker, topic, key, {"ev": "returned", "id": job_id, "t": time.time()})
     with _lock:
         helper = _idle.pop() if _idle else None
     if helper is None or helper.proc.poll() is not None:
@@ -76,7 +81,7 @@ def run_attempt(spec: AttemptSpec, topic: str) -> dict[str, Any]:
     finished: dict[str, Any] | None = None
     cancelled = False
     try:
-        helper.send({"op": "run", **spec})
+        write_all(helper.stdin.fileno(), line.encode())
         while finished is None:
             readable, _, _ = select.select([helper.reader.fd], [], [], POLL)
             if readable:
@@ -85,12 +90,12 @@ def run_attempt(spec: AttemptSpec, topic: str) -> dict[str, Any]:
                     break
                 for message in messages:
                     if message["ev"] == "started":
-                        worker.log_event(topic, {"ev": "started", "id": spec["id"], "t": message["t"], "key": key})
+                        worker.log_event(topic, {"ev": "started", "id": job_id, "t": message["t"], "key": key})
                     elif message["ev"] == "finished":
                         finished = message
             if finished is None and not cancelled and not _wanted(worker, key):
                 cancelled = True  # the worker process kills the tree, then says "finished"
-                helper.send({"op": "cancel", "id": spec["id"]})
+                helper.send({"op": "cancel", "id": job_id})
     except (OSError, ValueError):
         pass
     if finished is None:
@@ -98,13 +103,18 @@ def run_attempt(spec: AttemptSpec, topic: str) -> dict[str, Any]:
         helper.stdin.close()
         helper.proc.wait()
         reason = f"its simplejob worker process on Dask worker {worker.address} died"
-        return {"ev": "finished", "id": spec["id"], "t": time.time(), "reason": reason}
+        return _report(worker, topic, key, {"ev": "finished", "id": job_id, "t": time.time(), "reason": reason})
     with _lock:
         _idle.append(helper)
-    if cancelled:
-        worker.log_event(topic, {"ev": "gone", "key": key})
     finished.pop("pid", None)  # a process of another machine: the supervisor must never signal it
-    return finished
+    return _report(worker, topic, key, finished)
+
+
+def _report(worker: Any, topic: str, key: Any, event: dict[str, Any]) -> str:
+    """The attempt's end (its tree is gone), sent on the topic now and returned as the task's result."""
+    text = json.dumps(event)
+    worker.log_event(topic, {"ev": "end", "key": key, "event": text})
+    return text
 
 
 def _wanted(worker: Any, key: Any) -> bool:
