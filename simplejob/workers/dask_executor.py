@@ -186,12 +186,14 @@ class DaskExecutor(Executor):
                 continue
             lines = [json.dumps({"op": "run", **spec}) + "\n" for _, spec in members]
             ids = [spec["id"] for _, spec in members]
+            serials = [int(key.rsplit("-", 1)[1]) for key in keys]
             try:
                 futures = self.client.map(
                     dask_task.run_attempt,
                     lines,
                     ids,
                     [self.topic] * len(keys),
+                    serials,
                     key=keys,
                     priority=priority,
                     resources=dict(needs) or None,

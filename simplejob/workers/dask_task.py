@@ -28,8 +28,9 @@ Imported by the Dask workers only (by reference: simplejob must be installed on 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-import select
 import threading
 import time
 from typing import Any
@@ -65,25 +66,40 @@ async def close_gate(topic: str) -> None:
     _closed_gates.add(topic)
 
 
-def run_attempt(line: str, job_id: str, topic: str) -> str:
-    """The Dask task of one attempt: line is its RunMessage (a JSON line). Returns its end event
-    (JSON text), after logging it on the topic (see the module's docstring)."""
+async def run_attempt(line: str, job_id: str, topic: str, serial: int) -> str:
+    """The Dask task of one attempt (its key: topic-serial): line is its RunMessage (a JSON line).
+    Returns its end event (JSON text), after logging it on the topic (see the module's docstring).
+
+    A coroutine: Dask runs it on the worker's event loop (still one per thread: Dask counts it as
+    executing), which has it wait for the worker process's pipe beside its own sockets, without
+    handing it to a thread and back; it only writes and reads a line at a time."""
     from distributed import get_worker
 
     worker = get_worker()
-    key = worker.get_current_task()
+    key = f"{topic}-{serial}"
     if topic in _closed_gates:
         return _report(worker, topic, key, {"ev": "returned", "id": job_id, "t": time.time()})
     with _lock:
         helper = _idle.pop() if _idle else None
     if helper is None or helper.proc.poll() is not None:
-        helper = _Helper()
+        helper = _Helper()  # (a Popen: blocks the loop for a few milliseconds, once per thread)
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[bool] = loop.create_future()
+
+    def wake(readable: bool) -> None:
+        if not waiter.done():
+            waiter.set_result(readable)
+
+    loop.add_reader(helper.reader.fd, wake, True)
     finished: dict[str, Any] | None = None
     cancelled = False
     try:
         write_all(helper.stdin.fileno(), line.encode())
         while finished is None:
-            readable, _, _ = select.select([helper.reader.fd], [], [], POLL)
+            timer = loop.call_later(POLL, wake, False)
+            readable = await waiter
+            timer.cancel()
+            waiter = loop.create_future()
             if readable:
                 messages = helper.reader.messages()
                 if messages is None:  # it died (killed by hand?): what it ran went with it or is orphaned
@@ -98,6 +114,13 @@ def run_attempt(line: str, job_id: str, topic: str) -> str:
                 helper.send({"op": "cancel", "id": job_id})
     except (OSError, ValueError):
         pass
+    except asyncio.CancelledError:  # the Dask worker is closing: its tree is killed, not waited for
+        if finished is None and not cancelled:
+            with contextlib.suppress(OSError, ValueError):
+                helper.send({"op": "cancel", "id": job_id})
+        raise  # (the worker process is not kept: it may still be killing the tree)
+    finally:
+        loop.remove_reader(helper.reader.fd)
     if finished is None:
         helper.proc.kill()  # its own tree is killed when its stdin closes, below
         helper.stdin.close()
