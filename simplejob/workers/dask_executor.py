@@ -20,8 +20,11 @@ adds as few messages as it can:
   sends the client: no gather (client -> scheduler -> worker and back) per result. The task also
   returns it, and it is gathered only if a task ends without its event having come (not expected:
   the worker sends the event before the task's end, on the same stream).
-- Queued ahead (maxWorkers not given), attempts are refilled when a quarter of the queue is free,
-  not one by one: the cluster keeps at least three quarters of QUEUE_AHEAD attempts per thread.
+- Queued ahead (maxWorkers not given), attempts are refilled when half of the queue is free, not
+  one by one: the cluster keeps at least half of QUEUE_AHEAD attempts per thread at hand. Until
+  then nothing can start, so an attempt that succeeded wakes the supervisor only WAKE_DELAY
+  later, with the others of that while (its state is written that much later); a failure (the
+  batch may have to hold), a "started", and an end that lets attempts be submitted wake it at once.
 
 Choices (docs/dask.md):
 - No rerun by Dask: a worker that dies while running an attempt makes Dask run the task again
@@ -58,7 +61,8 @@ from .executor import Executor
 CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler
 WORKER_WAIT = 30.0  # seconds to wait for a first worker when the cluster has none yet
 QUEUE_AHEAD = 50  # attempts in flight per cluster thread (when maxWorkers is not given)
-REFILL = 4  # queued ahead, attempts are submitted when 1/REFILL of the queue is free
+REFILL = 2  # queued ahead, attempts are submitted when 1/REFILL of the queue is free
+WAKE_DELAY = 0.02  # seconds a plain success may wait to be taken with others when nothing can start
 SHUTDOWN_MARGIN = 3.0  # seconds beyond the largest killGrace to hear that the killed trees are gone
 TASK_PREFIX = "simplejob-"  # every simplejob task key starts so (the no-rerun plugin looks for it)
 
@@ -133,6 +137,7 @@ class DaskExecutor(Executor):
         self.started: set[str] = set()  # keys known to run (a "started" event came)
         self.gone: set[str] = set()  # keys whose tree is known to be dead (their "end" came)
         self.grace: dict[str, float] = {}
+        self.wake_due = False  # a wake-up of the supervisor is set for WAKE_DELAY after a success
         self.lost: str | None = None
         self.gate_closed = False
         self.wake_r, self.wake_w = os.pipe()
@@ -306,18 +311,29 @@ class DaskExecutor(Executor):
         kind, key = message.get("ev"), str(message.get("key"))
         if kind == "end":
             self.gone.add(key)
+            end = Event.from_json(json.loads(message["event"]))
             with self.lock:
                 if key not in self.job_of or key in self.cancelled or key in self.ended:
                     return  # cancelled (its "finished" was posted by _kill()), or known already
                 self.ended.add(key)
-                self.events.append(Event.from_json(json.loads(message["event"])))
-            self._post(None)
+                self.events.append(end)
+                # the slots free once the ends at hand are taken: below refill, nothing can start
+                later = self.limit - len(self.job_of) + len(self.ended) < self.refill and _success(end)
+            if not later:
+                self._post(None)
+            elif not self.wake_due:  # (this handler runs in the client's event loop)
+                self.wake_due = True
+                self.client.loop.call_later(WAKE_DELAY, self._wake_later)
         elif kind == "started":
             with self.lock:
                 if key not in self.job_of or key in self.cancelled or key in self.ended:
                     return
                 self.started.add(key)
             self._post(Event("started", message["id"], message["t"]))
+
+    def _wake_later(self) -> None:
+        self.wake_due = False
+        self._post(None)
 
     def _on_done(self, key: str, future: Any) -> None:
         """The task's future ended: normally its "end" event came first, and there is nothing to do."""
@@ -348,3 +364,7 @@ class DaskExecutor(Executor):
     @staticmethod
     def _interrupted(job_id: str, reason: str) -> Event:
         return Event("finished", job_id, time.time(), exit_code=None, reason=reason)
+
+
+def _success(event: Event) -> bool:
+    return event.kind == "finished" and event.exit_code == 0 and not event.reason and not event.timed_out
