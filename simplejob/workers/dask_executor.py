@@ -136,8 +136,9 @@ class DaskExecutor(Executor):
         self.ended: set[str] = set()  # keys whose end was posted, not yet taken by take_events()
         self.cancelled: set[str] = set()  # keys we cancelled (their futures end "cancelled")
         self.started: set[str] = set()  # keys known to run (a "started" event came)
-        self.gone: set[str] = set()  # keys whose tree is known to be dead (their "end" came)
+        self.gone: set[str] = set()  # cancelled keys whose tree is known to be dead (their "end" came)
         self.grace: dict[str, float] = {}
+        self.closed = False
         self.wake_due = False  # a wake-up of the supervisor is set for WAKE_DELAY after a success
         self.lost: str | None = None
         self.gate_closed = False
@@ -235,6 +236,9 @@ class DaskExecutor(Executor):
                     self.job_of.pop(key, None)
                     self.futures.pop(key, None)  # the client releases the task and its result
                     self.ended.discard(key)
+                    self.started.discard(key)
+                    self.gone.discard(key)
+                    self.grace.pop(key, None)
         return events
 
     def cancel(self, job_id: str) -> None:
@@ -279,8 +283,9 @@ class DaskExecutor(Executor):
         waiting = {key for key in running if key in self.started}
         grace = max((self.grace[key] for key in waiting), default=0.0)
         deadline = time.monotonic() + grace + SHUTDOWN_MARGIN
-        while not self.lost and waiting - self.gone and time.monotonic() < deadline:
+        while not self.lost and self._still_running(waiting) and time.monotonic() < deadline:
             time.sleep(0.02)
+        self.closed = True  # (no more wake-ups: the pipe's descriptors are closed below)
         self.selector.unregister(self.wake_r)
         try:
             self.client.unsubscribe_topic(self.topic)
@@ -296,11 +301,17 @@ class DaskExecutor(Executor):
 
     # --- the client's threads -----------------------------------------------------------------------
 
+    def _still_running(self, keys: set[str]) -> bool:
+        with self.lock:  # (an attempt whose end came before it was cancelled is over too)
+            return bool(keys - self.gone - self.ended)
+
     def _post(self, event: Event | None) -> None:
         """Add an event (None: only wake the supervisor) and wake the supervisor."""
         if event is not None:
             with self.lock:
                 self.events.append(event)
+        if self.closed:
+            return
         try:
             os.write(self.wake_w, b"\0")
         except (BlockingIOError, OSError):
@@ -315,9 +326,10 @@ class DaskExecutor(Executor):
         message = event[1]
         kind, key = message.get("ev"), str(message.get("key"))
         if kind == "end":
-            self.gone.add(key)
             end = Event.from_json(json.loads(message["event"]))
             with self.lock:
+                if key in self.cancelled:
+                    self.gone.add(key)
                 if key not in self.job_of or key in self.cancelled or key in self.ended:
                     return  # cancelled (its "finished" was posted by _kill()), or known already
                 self.ended.add(key)

@@ -1,6 +1,6 @@
 """What runs on a Dask worker: one attempt, in a simplejob worker process kept by that Dask worker.
 
-    supervisor (DaskExecutor) --client.submit--> Dask scheduler --> Dask worker thread: run_attempt()
+    supervisor (DaskExecutor) --client.map--> Dask scheduler --> Dask worker's event loop: run_attempt()
                                                                         | RunMessage / cancel (pipe)
                                                                         v
                                                    simplejob worker process (workers/worker.py) --> job tree
@@ -20,8 +20,14 @@ attempt's end ("finished", or "returned" when the batch's gate closed), which is
 result (JSON text), fetched by the supervisor only if the event did not reach it first. It
 watches, every POLL seconds, whether the task is still wanted: the supervisor's client.cancel(),
 or the supervisor gone (the scheduler then releases its tasks), or the Dask worker closing (it
-lost its scheduler) make the worker process kill the tree; the end event then also tells a
-stopping supervisor that the tree is dead.
+lost its scheduler; it also cancels the coroutine) make the worker process kill the tree; the
+end event then also tells a stopping supervisor that the tree is dead.
+
+run_attempt() is a coroutine: Dask runs it on the worker's event loop, still one at a time per
+thread (Dask counts it as executing), and it waits for the pipe there, beside the worker's
+sockets, instead of a thread handoff each way and a cross-thread callback for each event. It
+never blocks that loop but for a line's write or read, and a worker process's start (once per
+thread). The loop must be able to watch a pipe (POSIX; so did the select() before it).
 
 Imported by the Dask workers only (by reference: simplejob must be installed on the workers).
 """
@@ -67,12 +73,9 @@ async def close_gate(topic: str) -> None:
 
 
 async def run_attempt(line: str, job_id: str, topic: str, serial: int) -> str:
-    """The Dask task of one attempt (its key: topic-serial): line is its RunMessage (a JSON line).
-    Returns its end event (JSON text), after logging it on the topic (see the module's docstring).
-
-    A coroutine: Dask runs it on the worker's event loop (still one per thread: Dask counts it as
-    executing), which has it wait for the worker process's pipe beside its own sockets, without
-    handing it to a thread and back; it only writes and reads a line at a time."""
+    """The Dask task of one attempt (its key: topic-serial; the key itself is not passed, as Dask
+    could take a key among a task's arguments for a dependency): line is its RunMessage (a JSON
+    line). Returns its end event (JSON text), after logging it on the topic (module docstring)."""
     from distributed import get_worker
 
     worker = get_worker()
