@@ -20,6 +20,8 @@ adds as few messages as it can:
   sends the client: no gather (client -> scheduler -> worker and back) per result. The task also
   returns it, and it is gathered only if a task ends without its event having come (not expected:
   the worker sends the event before the task's end, on the same stream).
+- On the worker, the task is a coroutine on the worker's event loop (dask_task.py): no thread
+  handoff each way.
 - Queued ahead (maxWorkers not given), attempts are refilled when half of the queue is free, not
   one by one: the cluster keeps at least half of QUEUE_AHEAD attempts per thread at hand. Until
   then nothing can start, so an attempt that succeeded wakes the supervisor only WAKE_DELAY
@@ -34,7 +36,7 @@ Choices (docs/dask.md):
   supervisor records as Interrupted naming the worker. Nothing else on the scheduler changes.
 - In flight: maxWorkers if given; otherwise QUEUE_AHEAD times the cluster's threads when the
   batch starts, so that Dask always has the next attempts at hand (a finished attempt would
-  otherwise wait for a round trip through the supervisor), refilled by REFILL of it at a time.
+  otherwise wait for a round trip through the supervisor), topped up when 1/REFILL of it is free.
   Dask's threads still cap what runs.
 - Cancel: client.cancel(); the task sees it on its worker and has the tree killed there. A batch
   that stops waits (up to killGrace and a margin) for the "end" of each attempt known to run.
