@@ -6,8 +6,10 @@ process-tree helpers are test_process_control.py's.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import selectors
 import signal
 import subprocess
 import sys
@@ -22,6 +24,7 @@ import pytest
 from conftest import py, read_state, wait_until
 from simplejob import BatchInterrupted, CalledJobError, JobManager, JobRunningStatus
 from simplejob.errors import ClusterError, MissingExtra
+from simplejob.workers.dask_executor import DaskExecutor
 from test_process_control import GRACE, alive, tree_job, wait_for_pids
 
 Completed, Interrupted, Cancelled = JobRunningStatus.Completed, JobRunningStatus.Interrupted, JobRunningStatus.Cancelled
@@ -177,6 +180,69 @@ def test_an_unreachable_scheduler_is_one_clear_error(tmp_path):
     jm.entry([{"id": "a", "commandLine": "true"}])
     with pytest.raises(ClusterError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         jm.run(interval=0.05)
+
+
+# --- the executor alone, in this process --------------------------------------------------------
+
+
+def attempt(job_id: str, argv: list[str]) -> dict:
+    return {"id": job_id, "attempt": 1, "attempts": 1, "argv": argv, "command_text": json.dumps(argv), "shell": False,
+            "cwd": None, "env": None, "timeout": None, "killGrace": GRACE, "log": None, "priority": 0,
+            "resources": None}  # fmt: skip
+
+
+@pytest.fixture
+def executor(cluster):
+    """A DaskExecutor as the supervisor has one (maxWorkers not given: queued ahead)."""
+    executor = DaskExecutor(selectors.DefaultSelector(), cluster, 0)
+    try:
+        yield executor
+    finally:
+        executor.shutdown()
+        gc.unfreeze()  # shutdown() freezes what exists, for a supervisor's exit; this process goes on
+
+
+def events_of(executor: DaskExecutor, count: int, timeout: float = 20.0) -> list:
+    """What take_events() gives, the way the supervisor takes it (woken by the executor's pipe)."""
+    events: list = []
+    deadline = time.monotonic() + timeout
+    while len(events) < count and time.monotonic() < deadline:
+        for key, _ in executor.selector.select(0.05):
+            key.data()
+        events += executor.take_events()
+    return events
+
+
+def test_an_end_whose_event_does_not_come_is_gathered_from_the_task_result(executor, monkeypatch):
+    executor.client.unsubscribe_topic(executor.topic)  # the tasks' events no longer reach this client
+    gathered = []
+    gather = executor.client.gather
+    monkeypatch.setattr(executor.client, "gather", lambda futures: gathered.extend(futures) or gather(futures))
+    executor.submit(attempt("a", ["true"]))
+    executor.submit(attempt("b", ["sh", "-c", "exit 3"]))
+    executor.flush()
+    ends = {event.id: event for event in events_of(executor, 2)}
+    assert {job_id: (e.kind, e.exit_code, e.pid) for job_id, e in ends.items()} == {
+        "a": ("finished", 0, None), "b": ("finished", 3, None),
+    }  # fmt: skip
+    assert len(gathered) == 2
+    assert executor.free_slots() == executor.limit and not executor.futures  # both taken and released
+
+
+def test_queued_ahead_attempts_are_asked_for_when_half_the_queue_is_free_and_an_unsent_one_cancels_at_once(executor):
+    assert executor.limit == 100  # 50 per thread of the 2
+    assert executor.free_slots() == 100
+    for i in range(51):
+        executor.submit(attempt(f"j{i}", ["sleep", "30"]))  # submitted, not yet sent (flush() sends)
+    assert executor.free_slots() == 0  # 49 free: fewer than half the queue
+    executor.cancel("j50")
+    assert executor.free_slots() == 0  # (its end is not taken yet)
+    [event] = executor.take_events()
+    assert (event.kind, event.id, event.cancelled, event.start_t) == ("finished", "j50", True, None)
+    assert executor.free_slots() == 50
+    executor.flush()
+    assert len(executor.futures) == 50 and all(key in executor.futures for key in executor.job_of)  # j50 never sent
+    # (the fixture's shutdown() cancels the 50 sent: their trees, if started, are killed on the workers)
 
 
 # --- failures of the cluster, and of the batch's owner ------------------------------------------------

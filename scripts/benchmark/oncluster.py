@@ -7,7 +7,9 @@ On one LocalCluster of 2 worker processes with 1 thread each (loopback), every j
                  to the return of run() (the supervisor's start, its import of distributed and its
                  connection included), and the start alone (runAllReadyJobs())
     local pool   the same batch with JobManager(maxWorkers=2): the worker pool, no Dask
-Medians over --rounds; the ratio is simplejob on Dask over raw Dask.
+Medians over --rounds; the ratio is simplejob on Dask over raw Dask. The simplejob measured is this
+checkout's (put first on sys.path, as measure.py does), whether or not another one is installed:
+the supervisor, the Dask workers (spawned with this sys.path) and their worker processes load it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import tempfile
 import time
 from typing import Any
 
-from simplejob import JobManager
+from . import REPO
 
 FAN, CHAIN = 1000, 300
 
@@ -44,6 +46,8 @@ def _raw(client: Any, kind: str, size: int) -> float:
 
 def _simplejob(kind: str, size: int, directory: str, address: str | None) -> tuple[float, float]:
     """(seconds from JobManager() to the return of run(), seconds of runAllReadyJobs() alone)."""
+    from simplejob import JobManager  # (main() put this checkout first on sys.path)
+
     state = os.path.join(directory, f"{kind}-{size}-{'dask' if address else 'local'}-{time.time_ns()}.json")
     started = time.perf_counter()
     manager = JobManager(stateFile=state, maxWorkers=None if address else 2, daskScheduler=address)
@@ -60,7 +64,12 @@ def _simplejob(kind: str, size: int, directory: str, address: str | None) -> tup
 
 
 def main(rounds: int) -> int:
+    sys.path.insert(0, REPO)  # this checkout's simplejob, whether or not another one is installed
     import distributed
+
+    import simplejob
+
+    print(f"[bench --dask] simplejob from {os.path.dirname(simplejob.__file__)}", file=sys.stderr)
 
     rows: dict[tuple[str, int], dict[str, list[float]]] = {}
     with (
