@@ -89,19 +89,40 @@ class JobDefinition:
     env_digested: bool = dataclasses.field(default=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        """The state file's form: env values replaced by salted digests (see env_digest)."""
-        data = self.to_spec()
-        if self.env is not None and not self.env_digested:
-            data["env"] = {name: env_digest(value) for name, value in self.env.items()}
-        return data
+        """The state file's form, every field in DEFINITION_FIELDS's order: env values replaced
+        by salted digests (see env_digest). Written out (not a loop over the fields): the
+        supervisor writes one of these per job in every snapshot."""
+        env = self.env
+        if env is not None and not self.env_digested:
+            env = {name: env_digest(value) for name, value in env.items()}
+        return {
+            "commandLine": self.commandLine,
+            "waiting": self.waiting,
+            "timeout": self.timeout,
+            "retry": self.retry,
+            "delay": self.delay,
+            "backoff": self.backoff,
+            "cwd": self.cwd,
+            "env": env,
+            "shell": self.shell,
+            "killGrace": self.killGrace,
+            "priority": self.priority,
+            "resources": self.resources,
+        }
 
     def to_spec(self) -> dict[str, Any]:
-        """The fields as given (env values included): what the manager sends the supervisor."""
-        return {name: getattr(self, name) for name in DEFINITION_FIELDS}
+        """What the manager sends the supervisor: the fields that differ from their defaults (env
+        values in clear); from_spec fills in the rest. Short: 100,000 jobs are one line."""
+        spec: dict[str, Any] = {"commandLine": self.commandLine}
+        for name, default in _SPEC_DEFAULTS.items():
+            value = getattr(self, name)
+            if value != default:
+                spec[name] = value
+        return spec
 
     @classmethod
     def from_spec(cls, job_id: str, data: dict[str, Any]) -> JobDefinition:
-        return cls(id=job_id, **{name: data[name] for name in DEFINITION_FIELDS if name in data})
+        return cls(id=job_id, **{"waiting": [], **{name: data[name] for name in DEFINITION_FIELDS if name in data}})
 
     @classmethod
     def from_json(cls, job_id: str, data: dict[str, Any]) -> JobDefinition:
@@ -243,12 +264,22 @@ class JobRecord:
         return self.attempts - 1
 
     def to_json(self) -> dict[str, Any]:
+        """The definition's fields, then STATE_FIELDS in order (written out, as JobDefinition.to_json)."""
         data = self.definition.to_json()
-        for name in self.STATE_FIELDS:
-            value = getattr(self, name)
-            data[name] = value.name if name == "runningStatus" else value
-        if data["attemptStartTimestamp"] is None:
-            del data["attemptStartTimestamp"]  # only retried jobs have one: keep the common entry short
+        data.update(
+            runningStatus=self.runningStatus.name,
+            exitCode=self.exitCode,
+            retried=self.retried,
+            attempts=self.attempts,
+            startDateTime=self.startDateTime,
+            finishDateTime=self.finishDateTime,
+            elapsedSeconds=self.elapsedSeconds,
+            startTimestamp=self.startTimestamp,
+            pid=self.pid,
+        )
+        if self.attemptStartTimestamp is not None:  # only retried jobs have one: keep the common entry short
+            data["attemptStartTimestamp"] = self.attemptStartTimestamp
+        data.update(reason=self.reason, resumed=self.resumed, slot=self.slot, history=self.history)
         return data
 
     @classmethod
@@ -297,6 +328,17 @@ class JobRecord:
         if status in (JobRunningStatus.RetryOut, JobRunningStatus.Cancelled, JobRunningStatus.Interrupted):
             return status.name
         return None
+
+
+# The definition fields to_spec leaves out when they hold their default (commandLine is always sent).
+_SPEC_DEFAULTS: dict[str, Any] = {
+    "waiting": [],
+    **{
+        f.name: f.default
+        for f in dataclasses.fields(JobDefinition)
+        if f.name in DEFINITION_FIELDS and f.default is not dataclasses.MISSING
+    },
+}
 
 
 def transition(record: JobRecord, status: JobRunningStatus, **fields: Any) -> dict[str, Any]:

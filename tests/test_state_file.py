@@ -611,3 +611,42 @@ def test_every_key_and_status_of_the_state_file_is_documented():
     }
     assert {status.name for status in JobRunningStatus} <= keys
     assert sorted(key for key in keys if f"`{key}`" not in doc) == []
+
+
+# --- the record's written-out forms stay in step with the field lists -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {
+            "waiting": ["a"],
+            "timeout": 1.5,
+            "retry": 2,
+            "delay": 0.5,
+            "backoff": 2,
+            "cwd": "/tmp",
+            "env": {"X": "1"},
+            "shell": True,
+            "killGrace": 1.0,
+            "priority": 3,
+            "resources": {"db": 1},
+        },
+    ],
+    ids=["defaults", "every-field-set"],
+)
+def test_to_json_has_every_field_in_order_and_to_spec_round_trips(fields):
+    from simplejob.model import DEFINITION_FIELDS, JobDefinition, JobRecord
+
+    definition = JobDefinition(id="j", commandLine="true", **{"waiting": [], **fields})
+    assert JobDefinition.from_spec("j", definition.to_spec()) == definition
+    assert set(definition.to_spec()) == {"commandLine", *fields}  # defaults are left out
+    record = JobRecord(definition)
+    assert list(record.to_json()) == [
+        *DEFINITION_FIELDS,
+        *(f for f in JobRecord.STATE_FIELDS if f != "attemptStartTimestamp"),
+    ]
+    record.attemptStartTimestamp = 1.0
+    assert list(record.to_json()) == [*DEFINITION_FIELDS, *JobRecord.STATE_FIELDS]
+    assert JobRecord.from_json("j", json.loads(json.dumps(record.to_json()))).to_json() == record.to_json()
