@@ -81,7 +81,8 @@ def machine() -> list[str]:
     return [
         f"- CPUs (nproc): {os.cpu_count()}; CPU: {cpu}",
         f"- Python {platform.python_version()} ({sys.executable}); kernel {platform.release()}; {make}",
-        f"- simplejob under test: {package}, commit {source_commit()}, sources sha256 {sources_digest(package)[:12]}",
+        f"- simplejob under test: {package}, commit {source_commit()}, sources sha256 {sources_digest(package)[:12]}; "
+        "byte-compiled before the runs, as pip installs it",
         f"- load average at start: {load_average()}",
     ]
 
