@@ -264,19 +264,22 @@ class JobRecord:
         return self.attempts - 1
 
     def to_json(self) -> dict[str, Any]:
-        """The definition's fields, then STATE_FIELDS in order (written out, as JobDefinition.to_json)."""
-        data = self.definition.to_json()
-        data.update(
-            runningStatus=self.runningStatus.name,
-            exitCode=self.exitCode,
-            retried=self.retried,
-            attempts=self.attempts,
-            startDateTime=self.startDateTime,
-            finishDateTime=self.finishDateTime,
-            elapsedSeconds=self.elapsedSeconds,
-            startTimestamp=self.startTimestamp,
-            pid=self.pid,
-        )
+        """The definition's fields, then STATE_FIELDS in order."""
+        return {**self.definition.to_json(), **self.state_json()}
+
+    def state_json(self) -> dict[str, Any]:
+        """STATE_FIELDS in order, written out as JobDefinition.to_json is."""
+        data: dict[str, Any] = {
+            "runningStatus": self.runningStatus.name,
+            "exitCode": self.exitCode,
+            "retried": self.retried,
+            "attempts": self.attempts,
+            "startDateTime": self.startDateTime,
+            "finishDateTime": self.finishDateTime,
+            "elapsedSeconds": self.elapsedSeconds,
+            "startTimestamp": self.startTimestamp,
+            "pid": self.pid,
+        }
         if self.attemptStartTimestamp is not None:  # only retried jobs have one: keep the common entry short
             data["attemptStartTimestamp"] = self.attemptStartTimestamp
         data.update(reason=self.reason, resumed=self.resumed, slot=self.slot, history=self.history)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from .clock import SYSTEM_CLOCK, Clock
+from .model import JobDefinition, JobRecord, JobRunningStatus
 from .pipes import write_all
 from .statefile import SCHEMA_VERSION, State, acquire_lock, journal_path
 
@@ -24,6 +25,16 @@ FSYNC_INTERVAL = 1.0  # seconds: what a power cut can lose of the journal during
 
 # One encoder for every line: json.dumps() with non-default options builds a new one per call.
 dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+
+
+_ENDED = (
+    JobRunningStatus.Completed,
+    JobRunningStatus.RetryOut,
+    JobRunningStatus.Cancelled,
+    JobRunningStatus.Interrupted,
+)
+_NOT_RUN_STATE = JobRecord(JobDefinition(id="", commandLine="", waiting=[])).state_json()
+_NOT_RUN = dumps(_NOT_RUN_STATE)[1:].encode()
 
 
 def _fsync_directory(path: str) -> None:
@@ -128,8 +139,10 @@ class StateWriter:
         self.path = path
         self.state = state
         self.clock = clock
-        # id -> the job's encoded snapshot entry (in entry order), re-encoded when dirty
-        self.fragments: dict[str, bytes] = dict.fromkeys(state.records, b"")
+        # A job's snapshot entry in two pieces, in entry order: its id and definition (encoded once:
+        # they do not change during a run), and its state (re-encoded when dirty).
+        self.heads: dict[str, bytes] = {}
+        self.tails: dict[str, bytes] = dict.fromkeys(state.records, b"")
         self.dirty: set[str] = set(state.records)
         self.pending: list[str] = []
         self.fd: int | None = None
@@ -201,7 +214,15 @@ class StateWriter:
         """The snapshot as pieces to write in order: never one 40 MB string for 100,000 jobs."""
         for job_id in self.dirty:
             record = self.state.records[job_id]
-            self.fragments[job_id] = f"  {dumps(job_id)}: {dumps(record.to_json())}".encode()
+            if job_id not in self.heads:
+                self.heads[job_id] = f"  {dumps(job_id)}: {dumps(record.definition.to_json())[:-1]}, ".encode()
+            state = record.state_json()
+            # every job that has not run has the same state: one shared piece (100,000 jobs, 20 MB less)
+            self.tails[job_id] = _NOT_RUN if state == _NOT_RUN_STATE else dumps(state)[1:].encode()
+            if record.runningStatus in _ENDED and record.history:
+                # Its entry is final for this run and the piece holds its history: the supervisor
+                # needs no copy of it (100,000 jobs, 40 MB less).
+                record.history = []
         self.dirty.clear()
         head = {
             "schemaVersion": SCHEMA_VERSION,
@@ -211,9 +232,10 @@ class StateWriter:
             "options": self.state.options,
         }
         # Jobs one per line, in entry order: readable with cat, greppable, cheap to rebuild.
-        pieces = list(self.fragments.values())
-        body: list[bytes] = [b",\n"] * (2 * len(pieces) - 1) if pieces else []
-        body[0::2] = pieces
+        heads, tails = self.heads, self.tails
+        body: list[bytes] = [b",\n"] * (3 * len(tails) - 1) if tails else []
+        body[0::3] = [heads[job_id] for job_id in tails]
+        body[1::3] = tails.values()
         head_text = json.dumps(head, ensure_ascii=False, indent=1)[:-2]  # without the closing "\n}"
         return [head_text.encode(), b',\n "jobs": {\n', *body, b"\n }\n}\n"]
 
