@@ -49,6 +49,11 @@ PARENT_CHECK_INTERVAL = 0.5  # seconds between checks that the owning process st
 COALESCE = 0.003  # seconds to let events gather while every worker has work queued
 
 
+def _succeeded(event: Event) -> bool:
+    """An attempt that exited 0 by itself: its job is Completed, whatever else its record says."""
+    return event.kind == "finished" and event.exit_code == 0 and not event.timed_out and not event.cancelled
+
+
 def scheduler_for(records: dict[str, JobRecord], options: BatchOptions, clock: Clock) -> Scheduler:
     """A Scheduler for the records of a batch about to run (some may be done, from a resume)."""
     return Scheduler(
@@ -86,6 +91,7 @@ class Supervisor:
         self.interrupted: str | None = None  # why the batch is being stopped
         self.fatal: str | None = None  # why the batch stopped on its own (the state could not be written)
         self.begun: set[str] = set()  # in flight and known to have started
+        self.released: set[str] = set()  # succeeded, told to the scheduler, its record not yet updated
         self.control: LineReader | None = None
         self.owner: int | None = None
 
@@ -162,16 +168,28 @@ class Supervisor:
 
     def step(self) -> bool:
         """One turn: take the executor's events, start what may start, persist. True when done."""
-        self.collect_events()
+        events = self.executor.take_events()
         broken = self.executor.broken()
         if broken:
+            self.collect_events(events)
             self.interrupt(broken)
             self.writer.persist()
             return False
-        if self.scheduler.gate_closed:
-            self.executor.hold()
-        self.start_ready()
-        self.executor.flush()
+        if events and all(_succeeded(event) for event in events):
+            # The usual turn, only successes: what waited on them is handed out first, and their
+            # records and journal lines are made after (a chain would wait for that at every link).
+            for event in events:
+                self.scheduler.finished(event.id, "ok")
+                self.released.add(event.id)
+            self.start_ready()
+            self.executor.flush()
+            self.collect_events(events)
+        else:
+            self.collect_events(events)
+            if self.scheduler.gate_closed:
+                self.executor.hold()
+            self.start_ready()
+            self.executor.flush()
         self.writer.persist()
         return self.scheduler.done()
 
@@ -189,8 +207,8 @@ class Supervisor:
         for key, _ in self.executor.selector.select(timeout):
             key.data()
 
-    def collect_events(self) -> None:
-        for event in self.executor.take_events():
+    def collect_events(self, events: list[Event]) -> None:
+        for event in events:
             record = self.records[event.id]
             if event.kind == "started":
                 self.writer.record(self._begin(record, event.t, event.pid, event.slot))
@@ -330,7 +348,10 @@ class Supervisor:
         outcome: Outcome = "cancelled" if status == JobRunningStatus.Cancelled else "failed"
         if record.succeeded():
             outcome = "ok"
-        self.scheduler.finished(record.id, outcome)
+        if record.id in self.released:  # the scheduler heard of this success first (step)
+            self.released.discard(record.id)
+        else:
+            self.scheduler.finished(record.id, outcome)
         return line
 
     # --- the end ----------------------------------------------------------------------------------
@@ -338,7 +359,7 @@ class Supervisor:
     def stop(self) -> int:
         """Stop the batch: kill running trees, record them (and jobs waiting to retry) Interrupted."""
         self.executor.shutdown()
-        self.collect_events()
+        self.collect_events(self.executor.take_events())
         now = self.clock.time()
         for job_id in self.scheduler.waiting_retries():
             record = self.records[job_id]
