@@ -29,7 +29,10 @@ class LineReader:
 
     def read(self) -> list[bytes] | None:
         """The complete lines that one read() brought (maybe none); None at end of file."""
-        chunk = os.read(self.fd, READ_SIZE)
+        try:
+            chunk = os.read(self.fd, READ_SIZE)
+        except BlockingIOError:  # a non-blocking descriptor with nothing to read after all
+            return []
         if not chunk:
             return None
         self.buffer += chunk

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import threading
 import time
 from typing import Any
@@ -61,6 +62,9 @@ class _Helper:
         self.proc = start_worker()
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin, self.reader = self.proc.stdin, LineReader(self.proc.stdout.fileno())
+        # Read from the Dask worker's event loop: a read must never block it (it would not see
+        # its scheduler go away, and the job would outlive the batch).
+        os.set_blocking(self.reader.fd, False)
 
     def send(self, message: CancelAttemptMessage) -> None:
         write_all(self.stdin.fileno(), (json.dumps(message) + "\n").encode())
