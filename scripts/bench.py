@@ -26,18 +26,23 @@ over rounds, and simplejob's in-process time (JobManager() to the return of run(
 
 Besides wall-clock time it measures: peak RSS of simplejob's processes per kind (the caller, the
 supervisor, and the sum over the worker processes of each one's peak; job processes excluded),
-sampled with psutil from a thread; CPU time of everything each system ran; where simplejob's
-whole process spends its time (start + exit, import, job contexts, entry(), run()); with
---rss-size N, one fan of N jobs for the peak RSS; entry() of --entry-size jobs (validation
-included); the delay between a job's dependency finishing and the job starting over a chain (from
-the state file: startTimestamp, and the previous job's startTimestamp + elapsedSeconds); one
-completed() / errorOccurred() call during a running --poll-size-job fan; report(); and the state
-file's size. After each simplejob run, in a second process that is not timed, the state file is
+sampled from a thread; CPU time of everything each system ran, and simplejob's split by process
+(the caller's, the supervisor's and the workers' own utime + stime from /proc/PID/stat, read every
+50 ms, so at most each one's last 50 ms before its exit is missed; the jobs: the rest); where
+simplejob's whole process spends its time (start + exit, import, job contexts, entry(), run());
+when a fan was run, the floor at the largest fan's size: a fresh `python -c` process forks 2, each
+starts its half of the jobs (`true`) one at a time with os.posix_spawn(..., setsid=True) and
+os.waitpid, timed as make is, beside make's median on that fan; with --rss-size N, one fan of N
+jobs for the peak RSS; entry() of --entry-size jobs (validation included); the delay between a
+job's dependency finishing and the job starting over a chain (from the state file:
+startTimestamp, and the previous job's startTimestamp + elapsedSeconds); one completed() /
+errorOccurred() call during a running --poll-size-job fan; report(); and the state file's size.
+After each simplejob run, in a second process that is not timed, the state file is
 checked: every job Completed with exit code 0, none started before its dependencies finished,
-never more than 2 running at once; report() is timed there too. A violation, a crash or a failure
-of make is an error (exit status 1); a time never is, nor a target of issue 13 not met (the
-report's last section judges them). The Markdown goes to stdout, progress to stderr; --json FILE
-also writes every raw figure and the targets' verdicts.
+never more than 2 running at once; report() is timed there too. A violation, a crash, a failure of
+make or of the floor is an error (exit status 1); a time never is, nor a target of issue 13 not
+met (the report's last section judges them). The Markdown goes to stdout, progress to stderr;
+--json FILE also writes every raw figure and the targets' verdicts.
 
 The parts are in the package scripts/benchmark/, whose docstring says which module holds what.
 """

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -68,13 +69,28 @@ def test_quick_benchmark_runs_and_prints_its_tables(tmp_path):
         "report() (s)",
         "state file MB: snapshot + journal",
         "dependency → start delay ms: median / p99 / max",
+        "| CPU s: make / simplejob | CPU s by process: caller / supervisor / workers / jobs |",
+        "at most each process's last 50 ms before its exit is missing",
     ):
         assert column in out
     for row in ("| fan | 300 |", "| layers | 300 |", "| chain | 200 |"):
         assert row in out
+    # simplejob's CPU split by process has a figure in every row of the details table.
+    split = r"[0-9]+\.[0-9]{2} / [0-9]+\.[0-9]{2} / [0-9]+\.[0-9]{2} / [0-9]+\.[0-9]{2}"
+    for graph, jobs in (("fan", 300), ("layers", 300), ("chain", 200)):
+        assert re.search(rf"^\| {graph} \| {jobs} \|.* \| [0-9.]+ / [0-9.]+ \| {split} \| ", out, re.M), graph
+    # The floor, at the largest fan's size, beside make's median on that fan.
+    assert re.search(
+        r"^- floor: 2 Python processes each posix_spawn \+ waitpid half of 300 `true`: [0-9.]+ s "
+        r"\([0-9.]+x make -j2's median on fan:300 in this run\), CPU [0-9.]+ s",
+        out,
+        re.M,
+    )
     assert "entry() of 1,000 jobs (fan" in out
     assert "completed() polled every 10 ms" in out
-    assert "- fan of 300 jobs (--rss-size), whole process: " in out
+    assert re.search(
+        rf"^- fan of 300 jobs \(--rss-size\), whole process: .*; CPU s by process: .*: {split}$", out, re.M
+    )
     assert "### Errors" not in out
     # Issue 13's targets: every one listed; those this run measured at their size are judged.
     assert "### Issue 13 targets in this run" in out and "Issue 5" not in out
@@ -96,6 +112,17 @@ def test_quick_benchmark_runs_and_prints_its_tables(tmp_path):
         (own,) = data["results"][graph]["simplejob"]
         assert own["seconds"] is not None and own["data"]["problems"] == []
         assert set(own["data"]["rss"]) >= {"caller", "supervisor", "worker"}
+        # CPU per process kind: the caller and the supervisor ran Python, so used some; the jobs
+        # are the rest of the whole tree's CPU time.
+        rss = own["data"]["rss"]
+        assert rss["caller"]["cpuSeconds"] > 0 and rss["supervisor"]["cpuSeconds"] > 0
+        assert rss["worker"]["cpuSeconds"] >= 0
+        cpu = own["data"]["cpuByProcess"]
+        parts = [cpu["seconds"][k] for k in ("caller", "supervisor", "workers", "jobs")]
+        assert cpu["seconds"]["caller"] == rss["caller"]["cpuSeconds"] and min(parts) >= 0
+        assert sum(parts) == pytest.approx(max(own["cpu"], sum(parts[:3])), abs=0.01)
+        jobs = int(graph.partition(":")[2])
+        assert cpu["microsecondsPerJob"]["total"] == pytest.approx(own["cpu"] / jobs * 1e6, rel=0.01)
         # The headline is the whole process: spawn to exit holds Python's start, the import of
         # simplejob and everything from JobManager() to the return of run() (timed inside it).
         figures = own["data"]
@@ -106,6 +133,12 @@ def test_quick_benchmark_runs_and_prints_its_tables(tmp_path):
     assert len(data["results"]["chain:200"]["simplejob"][0]["data"]["delays"]) == 199
     assert set(data["extras"]["rssRun"]["data"]["rss"]) >= {"caller", "supervisor", "worker"}
     assert data["extras"]["rssRun"]["seconds"] > data["extras"]["rssRun"]["data"]["inProcessSeconds"]
+    assert data["extras"]["rssRun"]["data"]["cpuByProcess"]["seconds"]["supervisor"] > 0
+    floor = data["extras"]["floor"]
+    assert floor["error"] is None and floor["seconds"] > 0 and floor["cpu"] > 0
+    assert floor["data"]["jobs"] == 300 and floor["data"]["exitCodes"] == [0, 0]
+    make_fan = data["results"]["fan:300"]["make"][0]["seconds"]
+    assert floor["data"]["ratioToMake"] == pytest.approx(floor["seconds"] / make_fan)
     verdicts = {t["target"]: t["verdict"] for t in data["targets"]}
     assert verdicts["dependency-to-start delay median under 1 ms (chain:200)"] in ("met", "NOT met")
     assert verdicts["peak RSS of the caller and of the supervisor at 100,000 jobs under 200 MB each"] == "not judged"
@@ -185,3 +218,44 @@ def test_issue_13_targets_are_judged_at_their_size_on_the_worst_round():
     smaller = {t.target: t for t in targets.judge(options, measured, delays)}
     assert smaller["entry() of 100,000 jobs (fan) under 1.5 s"].verdict == "not judged"
     assert smaller[rss_target].verdict == "not judged" and "at 3,000 jobs" in smaller[rss_target].figure
+
+
+def test_the_cpu_split_by_process_and_the_sampler_reading_it():
+    rss = bench_module("rss")
+    kinds = {"caller": {"cpuSeconds": 0.2}, "supervisor": {"cpuSeconds": 0.3}, "worker": {"cpuSeconds": 0.5}}
+    split = rss.cpu_by_process(kinds, 2.0, 1000)
+    assert split["seconds"] == {"caller": 0.2, "supervisor": 0.3, "workers": 0.5, "jobs": 1.0, "total": 2.0}
+    assert split["microsecondsPerJob"]["jobs"] == 1000.0 and split["microsecondsPerJob"]["caller"] == 200.0
+    assert rss.cpu_by_process(kinds, 0.9, 1000)["seconds"]["jobs"] == 0.0  # never below 0
+    assert rss.cpu_by_process({**kinds, "worker": {"cpuSeconds": None}}, 2.0, 1000) is None
+    assert rss.cpu_by_process(kinds, None, 1000) is None
+
+    if not os.path.exists(f"/proc/{os.getpid()}/stat"):
+        pytest.skip("no /proc")
+    sampler = rss.RssSampler(os.getpid())
+    deadline = os.times()[0] + 0.05
+    while os.times()[0] < deadline:  # some CPU time of our own to read back
+        pass
+    sampler._sample_cpu(os.getpid())
+    times = os.times()
+    assert sampler.cpu[os.getpid()] == pytest.approx(times.user + times.system, abs=0.05)
+    sampler.starts[os.getpid()] = "another process's start"  # the pid was reused: not read
+    sampler.cpu[os.getpid()] = -1.0
+    sampler._sample_cpu(os.getpid())
+    assert sampler.cpu[os.getpid()] == -1.0
+
+
+def test_the_floor_line_sets_the_floor_beside_make():
+    render, systems = bench_module("render"), bench_module("systems")
+    floor = systems.Outcome(
+        seconds=3.1, cpu=5.7, data={"jobs": 10_000, "graph": "fan:10000", "ratioToMake": 0.9}, noise=0.02
+    )
+    assert render.floor_line(floor).startswith(
+        "- floor: 2 Python processes each posix_spawn + waitpid half of 10,000 `true`: 3.10 s "
+        "(0.90x make -j2's median on fan:10000 in this run), CPU 5.70 s (others used 2% of the CPUs). "
+    )
+    failed = systems.Outcome(cell="error", data={"jobs": 10_000, "graph": "fan:10000", "ratioToMake": None})
+    assert (
+        render.floor_line(failed)
+        == "- floor: 2 Python processes each posix_spawn + waitpid half of 10,000 `true`: error"
+    )

@@ -85,7 +85,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Benchmark simplejob against make -j2, each timed as a whole process from its start to\n"
-        "its exit, and judge issue 13's targets (scripts/bench.py's docstring says what is measured).",
+        "its exit, and judge issue 13's targets (scripts/bench.py's docstring says what is measured).\n"
+        "simplejob's CPU time is split by process (caller / supervisor / workers / jobs); when a fan is\n"
+        "run, a floor follows the rounds: 2 Python processes that each posix_spawn + waitpid half of\n"
+        "the largest fan's `true` jobs, timed as make is.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_what_runs(parser)

@@ -6,7 +6,8 @@ JobManager(maxWorkers=2, stateFile=...), entry() and run(), prints its in-proces
 exits; its time is the wall clock from spawning it to its exit (systems.py). TIMED_REFERENCE
 does the same with simplejob 0.0.6, in the Python of its throw-away environment. Nothing else
 happens in a timed process: the check of the state file and report() run afterwards in a second,
-untimed process (child_check).
+untimed process (child_check). FLOOR is the floor measured once after the rounds (rounds.py):
+what starting the jobs costs two Python processes that do nothing else.
 
 The other measurements run as `bench.py --child KIND JSON` (KIND: check, entry, poll), each timed
 inside its process. A child prints one JSON line, its figures, last on stdout; systems.py reads
@@ -89,6 +90,31 @@ print("\\n" + json.dumps({
     "codeSeconds": ended - began,
     "error": error,
 }), flush=True)
+"""
+
+
+# argv: TRUE JOBS. The floor: 2 forked processes, each starting its half of JOBS `true` one at a
+# time (posix_spawn in a session of its own, stdin/stdout/stderr on /dev/null, as simplejob's
+# workers do, then waitpid); the parent waits for both. Exit status 1 if a job or a child failed.
+FLOOR = """\
+import json, os, sys
+true, jobs = sys.argv[1], int(sys.argv[2])
+env = dict(os.environ)
+null = os.open(os.devnull, os.O_RDWR)
+actions = [(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, null, 1), (os.POSIX_SPAWN_DUP2, null, 2)]
+children = []
+for half in (jobs // 2, jobs - jobs // 2):
+    pid = os.fork()
+    if pid == 0:
+        failed = 0
+        for _ in range(half):
+            _, status = os.waitpid(os.posix_spawn(true, [true], env, file_actions=actions, setsid=True), 0)
+            failed += status != 0
+        os._exit(1 if failed else 0)
+    children.append(pid)
+codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+print(json.dumps({"jobs": jobs, "processes": len(children), "exitCodes": codes}), flush=True)
+sys.exit(1 if any(codes) else 0)
 """
 
 

@@ -32,8 +32,11 @@ def report(options: argparse.Namespace, measured: Measured, header: list[str], c
 
 def json_figures(options: argparse.Namespace, measured: Measured, header: list[str], command: str) -> dict[str, Any]:
     """Every raw figure, for --json. A system's "seconds" is its whole process (start to exit);
-    simplejob's data has its in-process times too (measure.TIMED_SIMPLEJOB) and its check's
-    figures (measure.child_check); "targets" are issue 13's, as the report judges them."""
+    simplejob's data has its in-process times too (measure.TIMED_SIMPLEJOB), its check's figures
+    (measure.child_check), per process kind its peak RSS and CPU seconds ("rss") and its CPU split
+    by process, in seconds and µs per job ("cpuByProcess": caller, supervisor, workers, jobs,
+    total); extras has "floor" (rounds.run_floor) when a fan was run; "targets" are issue 13's,
+    as the report judges them."""
     delays = chain_delays_by_spec(options, measured)
     return {
         "command": command,
@@ -151,7 +154,8 @@ def details_table(options: argparse.Namespace, measured: Measured, delays: dict[
     CPU, delays."""
     head = ["graph", "jobs", "µs per job", "start + exit (s)", *(column for column, _ in DETAIL_COLUMNS)]
     head += ["report() (s)", "state file MB: snapshot + journal"]
-    head += ["CPU s: make / simplejob", "dependency → start delay ms: median / p99 / max"]
+    head += ["CPU s: make / simplejob", f"CPU s by process: {' / '.join(CPU_PARTS)}"]
+    head += ["dependency → start delay ms: median / p99 / max"]
     rows = []
     for spec, runs in simplejob_runs(options, measured).items():
         own = [o for o in runs if o.seconds is not None]
@@ -166,9 +170,14 @@ def details_table(options: argparse.Namespace, measured: Measured, delays: dict[
         "(JobManager() and entry()) + run(), each a median over the rounds. report() runs afterwards, "
         "untimed by the headline, in a second process: JobManager() and entry() of the same batch on the "
         "finished state file, then report(). CPU is user + system time of every process the system ran "
-        "(its jobs included); the delay runs from a job's dependency finishing (startTimestamp + "
-        "elapsedSeconds in the state file) to the job's startTimestamp, over every link of the chain in "
-        "every round."
+        "(its jobs included). CPU s by process splits simplejob's: the caller's, the supervisor's and the "
+        "workers' (summed) own CPU time, utime + stime from /proc/PID/stat, read every 50 ms and the last "
+        "value kept, so at most each process's last 50 ms before its exit is missing from it (and counted "
+        "under jobs instead); jobs is the rest of the whole tree's CPU time (not below 0): the job processes "
+        "and what the samples missed. Each a median over the rounds (so the four need not add up to the "
+        "median total); --json has them per job in µs too (cpuByProcess). The delay runs from a job's "
+        "dependency finishing (startTimestamp + elapsedSeconds in the state file) to the job's "
+        "startTimestamp, over every link of the chain in every round."
     )
     lines.append("")
     return lines
@@ -191,13 +200,27 @@ def details_row(spec: Spec, own: list[Outcome], makes: list[Outcome], delays: li
         fmt_s(median_data(own, "reportSeconds")),
         f"{mb(own[-1].data['snapshotBytes'])} + {mb(own[-1].data['journalBytes'])}",
         f"{make_cpu} / {simplejob_cpu:.2f}",
+        cpu_parts(own),
         delay,
     ]
 
 
+CPU_PARTS = ("caller", "supervisor", "workers", "jobs")  # rss.cpu_by_process()'s, as the report shows them
+
+
+def cpu_parts(own: list[Outcome]) -> str:
+    """The median over the runs of each part of simplejob's CPU seconds (rss.cpu_by_process())."""
+    splits = [o.data["cpuByProcess"]["seconds"] for o in own if o.data.get("cpuByProcess")]
+    if not splits:
+        return "–"
+    return " / ".join(f"{statistics.median(split[part] for split in splits):.2f}" for part in CPU_PARTS)
+
+
 def other_measurements(options: argparse.Namespace, measured: Measured) -> list[str]:
-    """The --rss-size run, entry() of a large batch, and the polling calls during a running fan."""
+    """The floor, the --rss-size run, entry() of a large batch, and the polling calls during a running fan."""
     lines = ["### Other measurements", ""]
+    if "floor" in measured.extras:
+        lines.append(floor_line(measured.extras["floor"]))
     if "rssRun" in measured.extras:
         lines.append(rss_line(options, measured.extras["rssRun"]))
     for graph in ("fan", "layers"):
@@ -224,7 +247,25 @@ def rss_line(options: argparse.Namespace, run: Outcome) -> str:
         + (f"; others used {run.noise:.0%} of the CPUs" if run.noise is not None else "")
         + f"); peak RSS MB: caller {peak_mb(rss, 'caller', 'maxBytes')}, supervisor "
         + f"{peak_mb(rss, 'supervisor', 'maxBytes')}, workers {peak_mb(rss, 'worker', 'sumBytes')} "
-        + f"(the sum of {rss[0].get('worker', {}).get('count', 0) if rss else 0} processes' peaks)"
+        + f"(the sum of {rss[0].get('worker', {}).get('count', 0) if rss else 0} processes' peaks); "
+        + f"CPU s by process: {' / '.join(CPU_PARTS)}: {cpu_parts([run])}"
+    )
+
+
+def floor_line(floor: Outcome) -> str:
+    """The floor (rounds.run_floor): its whole process's time beside make's on the same fan."""
+    line = f"- floor: 2 Python processes each posix_spawn + waitpid half of {floor.data['jobs']:,} `true`: "
+    if floor.seconds is None:
+        return line + (floor.cell or "error")
+    ratio = floor.data.get("ratioToMake")
+    beside = f" ({fmt_ratio(ratio)} make -j2's median on {floor.data['graph']} in this run)" if ratio else ""
+    return (
+        line
+        + f"{fmt_s(floor.seconds)} s{beside}, CPU {fmt_s(floor.cpu)} s"
+        + (f" (others used {floor.noise:.0%} of the CPUs)" if floor.noise is not None else "")
+        + ". One fresh `python -c` process forks the 2 and waits for both; each starts its jobs one at a "
+        "time in a session of their own, stdin/stdout/stderr on /dev/null, and waits for each: no "
+        "scheduling, no state; timed as make is, from spawning it to its exit."
     )
 
 

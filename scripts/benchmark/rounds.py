@@ -3,7 +3,9 @@
 Each round runs every system once on every graph, one thing at a time, in an order that rotates
 between rounds. A run during which other processes used more than --max-noise of the CPUs is run
 again (up to --noisy-retries times) and the quietest attempt kept. simplejob 0.0.6 or doit that
-timed out or failed on a graph is not run on it again. After the rounds, one at a time: a chain
+timed out or failed on a graph is not run on it again. After the rounds, one at a time: when a
+fan was run, the floor at the largest fan's size (2 Python processes that each posix_spawn +
+waitpid half of the `true` jobs, timed as make is, beside make's median on that fan); a chain
 for the dependency-to-start delay (when no chain graph was run), with --rss-size N one fan of N
 jobs for the peak RSS (a whole-process simplejob run, as in the rounds), entry() of --entry-size
 jobs, and completed()/errorOccurred() during a running fan.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import statistics
 import time
 from collections.abc import Callable
 
@@ -30,7 +33,8 @@ class Measured:
     systems: list[str]  # make, simplejob, then those asked for
     results: dict[Spec, dict[str, list[Outcome]]]  # the kept run of each round
     discarded: dict[tuple[Spec, str], list[Outcome]]  # the noisier attempts that were not kept
-    # delayRun, rssRun (simplejob runs, as in the rounds); entry-fan, entry-layers, poll (measured inside a child)
+    # floor (make's kind of run); delayRun, rssRun (simplejob runs, as in the rounds); entry-fan,
+    # entry-layers, poll (measured inside a child)
     extras: dict[str, Outcome] = dataclasses.field(default_factory=dict)
     errors: list[str] = dataclasses.field(default_factory=list)  # failures of the benchmark (exit status 1)
     seconds: float = 0.0  # the whole run, wall clock
@@ -111,7 +115,10 @@ def run_quietly(
 
 
 def run_extras(bench: Bench, options: argparse.Namespace, measured: Measured) -> None:
-    """The measurements after the rounds, one at a time (measure.py: entry, poll)."""
+    """The measurements after the rounds, one at a time (measure.py: FLOOR, entry, poll)."""
+    fans = [spec for spec in options.graphs if spec.graph == "fan"]
+    if fans:
+        run_floor(bench, options, measured, max(fans, key=lambda spec: spec.size))
     if not any(spec.graph == "chain" for spec in options.graphs):
         progress(f"chain:{options.delay_size} for the dependency-to-start delay")
         settle(options.settle)
@@ -132,3 +139,21 @@ def run_extras(bench: Bench, options: argparse.Namespace, measured: Measured) ->
     settle(options.settle)
     args = {"size": options.poll_size, "dir": bench.fresh_dir("poll"), "pollSeconds": options.poll_seconds}
     measured.add_extra("poll", bench.child("poll", args, options.max_seconds))
+
+
+def run_floor(bench: Bench, options: argparse.Namespace, measured: Measured, fan: Spec) -> None:
+    """The floor at the fan's size, and make's median on that fan in the rounds beside it."""
+    label = f"floor: 2 Python processes, posix_spawn + waitpid of {fan.size} `true`"
+    progress(label)
+    settle(options.settle)
+    outcome = bench.run_floor(fan.size)
+    progress(f"{label}: " + (fmt_s(outcome.seconds) + " s" if outcome.seconds is not None else str(outcome.cell)))
+    makes = [o.seconds for o in measured.results[fan]["make"] if o.seconds is not None]
+    make = statistics.median(makes) if makes else None
+    outcome.data.update(
+        graph=fan.name,
+        jobs=fan.size,
+        makeMedianSeconds=make,
+        ratioToMake=outcome.seconds / make if outcome.seconds is not None and make else None,
+    )
+    measured.add_extra("floor", outcome)

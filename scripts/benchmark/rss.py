@@ -1,20 +1,27 @@
-"""The peak-RSS sampler of a simplejob run: a thread that watches the child's process tree."""
+"""The sampler of a simplejob run's processes: a thread that watches the timed process's tree
+for each process's peak RSS and CPU time, by kind (caller, supervisor, workers)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # the unit of /proc/PID/stat's times
+
 
 class RssSampler(threading.Thread):
-    """Peak RSS of a simplejob caller process and its Python descendants, by kind.
+    """Peak RSS and CPU time of a simplejob caller process and its Python descendants, by kind.
 
     The caller is the root; its Python children are supervisors; their Python children are
     workers; anything else (the jobs) is left out. Each process's peak is its VmHWM (the
     kernel's high-water mark, so nothing between two samples is missed) where /proc has it,
-    else the largest RSS sampled. Memory is read every 50 ms; the process tree as often during
-    the first 2 s (while the processes start), then every 0.5 s.
+    else the largest RSS sampled. Its CPU time is utime + stime from /proc/PID/stat (its own,
+    its children's not included), the last value read: what it used after the last sample
+    before its exit (at most 50 ms of it) is missed; where /proc has no stat, none is recorded.
+    Memory and CPU time are read every 50 ms; the process tree as often during the first 2 s
+    (while the processes start), then every 0.5 s.
     """
 
     def __init__(self, pid: int) -> None:
@@ -26,6 +33,8 @@ class RssSampler(threading.Thread):
         self.kinds: dict[int, str] = {pid: "caller"}
         self.procs: dict[int, Any] = {}
         self.peaks: dict[int, int] = {}
+        self.cpu: dict[int, float] = {}  # pid -> CPU seconds (utime + stime) at its last sample
+        self.starts: dict[int, str] = {}  # pid -> its start time (/proc/PID/stat): a reused pid is not it
         self.stopping = threading.Event()
 
     def _children(self, pid: int) -> list[int]:
@@ -81,6 +90,22 @@ class RssSampler(threading.Thread):
                 except self.psutil.Error:
                     continue
             self.peaks[pid] = max(self.peaks.get(pid, 0), peak)
+            self._sample_cpu(pid)
+
+    def _sample_cpu(self, pid: int) -> None:
+        """The process's CPU seconds so far, unless its pid now belongs to another process."""
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            return
+        fields = stat.rpartition(")")[2].split()  # after the command's name, which may hold spaces
+        if len(fields) < 20:
+            return
+        # fields[0] is field 3 (state): utime and stime are fields 14 and 15, starttime field 22.
+        if self.starts.setdefault(pid, fields[19]) != fields[19]:
+            return
+        self.cpu[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
     def run(self) -> None:
         started = next_discovery = time.monotonic()
@@ -97,11 +122,41 @@ class RssSampler(threading.Thread):
         self.join()
 
     def result(self) -> dict[str, Any]:
-        """{kind: {"count", "maxBytes", "sumBytes"}} over the processes of each kind."""
+        """{kind: {"count", "maxBytes", "sumBytes", "cpuSeconds"}} over the processes of each kind;
+        cpuSeconds: the sum of their CPU times (None where /proc gave none)."""
         by_kind: dict[str, list[int]] = {}
-        for pid, peak in self.peaks.items():
-            by_kind.setdefault(self.kinds[pid], []).append(peak)
-        return {
-            kind: {"count": len(peaks), "maxBytes": max(peaks), "sumBytes": sum(peaks)}
-            for kind, peaks in by_kind.items()
-        }
+        for pid in self.peaks:
+            by_kind.setdefault(self.kinds[pid], []).append(pid)
+        result: dict[str, Any] = {}
+        for kind, pids in by_kind.items():
+            peaks, cpu = [self.peaks[pid] for pid in pids], [self.cpu[pid] for pid in pids if pid in self.cpu]
+            result[kind] = {
+                "count": len(pids),
+                "maxBytes": max(peaks),
+                "sumBytes": sum(peaks),
+                "cpuSeconds": round(sum(cpu), 3) if cpu else None,
+            }
+        return result
+
+
+PROCESS_KINDS = (("caller", "caller"), ("supervisor", "supervisor"), ("workers", "worker"))  # (shown as, kind)
+
+
+def cpu_by_process(rss: dict[str, Any], total: float | None, jobs: int) -> dict[str, Any] | None:
+    """A run's CPU seconds split by process: caller, supervisor, workers (RssSampler.result()),
+    and jobs, the rest of the whole tree's `total` (never below 0); per job in µs too. None where
+    a kind has no CPU time or the total is unknown."""
+    split: dict[str, float] = {}
+    for shown, kind in PROCESS_KINDS:
+        seconds = (rss.get(kind) or {}).get("cpuSeconds")
+        if seconds is None:
+            return None
+        split[shown] = seconds
+    if total is None:
+        return None
+    split["jobs"] = max(0.0, total - sum(split.values()))
+    split["total"] = total
+    return {
+        "seconds": {k: round(v, 3) for k, v in split.items()},
+        "microsecondsPerJob": {k: round(v / jobs * 1e6, 1) for k, v in split.items()},
+    }

@@ -7,10 +7,14 @@ to the end of that process (and of everything it started), and the CPU time of t
 make        `make -r -s -j2` on a generated Makefile of .PHONY targets
 simplejob   this checkout's simplejob: `python -c measure.TIMED_SIMPLEJOB` (import simplejob, build
             the job contexts, JobManager(), entry(), run(), exit), its process tree's peak RSS
-            sampled; then, untimed, `bench.py --child check` on its state file
+            and CPU time per process sampled (rss.py); then, untimed, `bench.py --child check` on
+            its state file
 reference   simplejob 0.0.6 from PyPI: `python -c measure.TIMED_REFERENCE` in the Python of a
             throw-away environment
 doit        `doit -n 2`, from the same throw-away environment
+
+And once, after the rounds (rounds.run_extras): the floor, `python -c measure.FLOOR` (2 forked
+Python processes, each posix_spawn + waitpid of its half of the jobs, `true`, one at a time).
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from typing import Any
 
 from . import BENCH_SCRIPT, REPO, SCRIPTS, WORKERS, progress
 from .graphs import Spec, write_dodo, write_makefile
-from .measure import TIMED_REFERENCE, TIMED_SIMPLEJOB
+from .measure import FLOOR, TIMED_REFERENCE, TIMED_SIMPLEJOB
 from .processes import last_json, run_process, tail
+from .rss import cpu_by_process
 
 REFERENCE_PACKAGE = "simplejob==0.0.6"
 SYSTEMS = ("make", "simplejob", "reference", "doit")
@@ -130,6 +135,8 @@ class Bench:
         limit = self.options.max_seconds
         argv = [sys.executable, "-c", TIMED_SIMPLEJOB, REPO, SCRIPTS, spec.graph, str(spec.size), path, str(WORKERS)]
         outcome = self.process("simplejob", argv, limit, cwd=directory, sample=True)
+        if outcome.data.get("rss"):
+            outcome.data["cpuByProcess"] = cpu_by_process(outcome.data["rss"], outcome.cpu, spec.size)
         if outcome.data.get("timedOut"):
             outcome.error = (
                 f"simplejob did not finish {spec.name} within {limit:g} s (state file kept: {self.keep(directory)})"
@@ -153,6 +160,18 @@ class Bench:
             outcome.seconds = None
         else:
             shutil.rmtree(directory, ignore_errors=True)
+        return outcome
+
+    def run_floor(self, jobs: int) -> Outcome:
+        """The floor (measure.FLOOR): `jobs` runs of `true`, started by 2 Python processes, each
+        its half one at a time with posix_spawn + waitpid; timed as make is (whole process)."""
+        true = shutil.which("true")
+        if true is None:
+            return Outcome(cell="no `true`", error="the floor needs the program `true` on PATH")
+        limit = self.options.max_seconds
+        outcome = self.process("floor", [sys.executable, "-c", FLOOR, true, str(jobs)], limit, cwd=self.base)
+        if outcome.data.get("timedOut"):
+            outcome.error = f"the floor did not finish {jobs} jobs within {limit:g} s"
         return outcome
 
     def run_reference(self, spec: Spec) -> Outcome:
