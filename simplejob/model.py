@@ -122,7 +122,8 @@ class JobDefinition:
 
     @classmethod
     def from_spec(cls, job_id: str, data: dict[str, Any]) -> JobDefinition:
-        return cls(id=job_id, **{"waiting": [], **{name: data[name] for name in DEFINITION_FIELDS if name in data}})
+        fields = {name: data[name] for name in DEFINITION_FIELDS if name in data}
+        return cls(id=job_id, **{"waiting": _NO_WAITING, **fields})
 
     @classmethod
     def from_json(cls, job_id: str, data: dict[str, Any]) -> JobDefinition:
@@ -332,6 +333,10 @@ class JobRecord:
             return status.name
         return None
 
+
+# The waiting list of every job sent without one (definitions are frozen and nothing changes a
+# waiting list): 100,000 jobs of a fan, 6 MB less in the supervisor.
+_NO_WAITING: list[str] = []
 
 # The definition fields to_spec leaves out when they hold their default (commandLine is always sent).
 _SPEC_DEFAULTS: dict[str, Any] = {

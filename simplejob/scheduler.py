@@ -77,11 +77,11 @@ class Scheduler:
         self.failed = failed
         done = set(succeeded)
         wanted = None if targets is None else closure(waits, targets)
-        self._dependents: dict[str, list[str]] = {job_id: [] for job_id in waits}
+        self._dependents: dict[str, list[str]] = {}  # only jobs something waits on: 100,000 empty lists cost 6 MB
         self._unmet: dict[str, int] = {}
         for job_id, job_waits in waits.items():
             for wait in job_waits:
-                self._dependents[wait].append(job_id)
+                self._dependents.setdefault(wait, []).append(job_id)
             self._unmet[job_id] = sum(1 for wait in job_waits if wait not in done)
         pending = (job_id for job_id in waits if job_id not in done) if runnable is None else runnable
         self._pending = {job_id for job_id in pending if wanted is None or job_id in wanted}
@@ -246,7 +246,7 @@ class Scheduler:
         if outcome == "cancelled":
             return []
         released = []
-        for dependent in self._dependents[job_id]:
+        for dependent in self._dependents.get(job_id, ()):
             self._unmet[dependent] -= 1
             if self._unmet[dependent] == 0 and dependent in self._pending:
                 released.append(dependent)

@@ -219,10 +219,12 @@ class StateWriter:
             state = record.state_json()
             # every job that has not run has the same state: one shared piece (100,000 jobs, 20 MB less)
             self.tails[job_id] = _NOT_RUN if state == _NOT_RUN_STATE else dumps(state)[1:].encode()
-            if record.runningStatus in _ENDED and record.history:
-                # Its entry is final for this run and the piece holds its history: the supervisor
-                # needs no copy of it (100,000 jobs, 40 MB less).
+            if record.runningStatus in _ENDED:
+                # Its entry is final for this run (nothing changes an ended job during the run) and
+                # the piece holds it: the supervisor lets go of what only the snapshot reads, its
+                # history and dates (100,000 jobs: 55 MB less).
                 record.history = []
+                record.startDateTime = record.finishDateTime = None
         self.dirty.clear()
         head = {
             "schemaVersion": SCHEMA_VERSION,

@@ -235,3 +235,25 @@ def test_a_worker_lost_mid_attempt_is_recorded_interrupted_and_closes_the_gate(t
     b.executor.finish("a", None, reason="its worker process (pid 1) died (signal 9)")
     assert b.step() is True
     assert b.status("a") == Interrupted and b.status("b") == Ready
+
+
+def test_an_ended_jobs_entry_keeps_its_dates_and_history_through_later_snapshots(tmp_path):
+    """The supervisor lets go of an ended job's history and dates once its snapshot piece holds
+    them: every later snapshot must still have them."""
+    b = Batch(tmp_path, [{"id": "a", "commandLine": "x"}, {"id": "b", "commandLine": "x", "waiting": ["a"]}])
+    b.step()
+    b.run_ok("a")
+    b.step()
+    b.writer.compact()  # a's final entry encoded
+    first = b.on_disk().records["a"]
+    b.run_ok("b")
+    b.step()
+    b.writer.compact()  # and written again beside b's
+    again = b.on_disk().records["a"]
+    assert first.startDateTime and first.finishDateTime and len(first.history) == 1
+    assert (again.startDateTime, again.finishDateTime, again.history) == (
+        first.startDateTime,
+        first.finishDateTime,
+        first.history,
+    )
+    assert b.on_disk().records["b"].history[0]["result"] == "exited"
