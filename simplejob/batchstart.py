@@ -186,4 +186,7 @@ def serve() -> NoReturn:
     if supervisor.fatal is not None:
         fatal: FatalReply = {"fatal": supervisor.fatal}
         write_all(report, (json.dumps(fatal) + "\n").encode())
-    sys.exit(code)
+    # Everything is on disk, the lock released, the workers gone: exit without the interpreter's
+    # teardown, which would free every record one by one while the manager waits for our end.
+    sys.stderr.flush()
+    os._exit(code)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import select
 import subprocess
 import sys
 import threading
@@ -191,12 +192,24 @@ class SupervisorRun:
         Its message, if any, is the recorded reason ("interrupted by SIGTERM"); else SIGINT's."""
         try:
             while not self.ended:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.proc.wait(timeout=max(0.01, interval))
+                self._wait_for_end(max(0.01, interval))
                 self.refresh(full=True)
         except KeyboardInterrupt as interrupt:
             self.stop(str(interrupt) or "interrupted by SIGINT")
             raise
+
+    def _wait_for_end(self, timeout: float) -> None:
+        """Until the supervisor has probably ended, or timeout. On POSIX its stdout ends when it
+        exits (after its reply it keeps that pipe only for a last word): select() wakes at once,
+        where Popen.wait(timeout) sleeps in steps of up to 50 ms, each batch's end that much late."""
+        if sys.platform == "win32":  # select() takes sockets only
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=timeout)
+            return
+        readable, _, _ = select.select([self.stdout], [], [], timeout)
+        if readable:  # its end (or a last word just before it): the exit follows at once
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=1.0)
 
     def stop(self, reason: str) -> None:
         """Stop the batch: the supervisor kills the running trees and records them Interrupted;
