@@ -267,6 +267,8 @@ def validate_definition(job_id: Any, definition: dict[str, Any]) -> str | None:
     come from entry(), or None: the state file's reader trusts nothing it has not checked."""
     problems = _Problems()
     _check_context(0, {"id": job_id, **definition}, problems)
+    if "waiting" in definition and definition["waiting"] is None:  # entry() takes it for []; a state file holds []
+        problems.add("#0", "waiting must be a list of job ids (strings), not None")
     return "; ".join(line.split(": ", 1)[1] for line in problems.lines) or None
 
 

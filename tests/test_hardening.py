@@ -95,6 +95,8 @@ SNAPSHOT_DAMAGE = {  # name -> (change to the snapshot dict, words the error mus
     "bad commandLine": (lambda d: d["jobs"]["b"].update(commandLine=42), ["job 'b'", "commandLine"]),
     "unknown wait": (lambda d: d["jobs"]["b"].update(waiting=["zz"]), ["job 'b'", "zz"]),
     "a cycle": (lambda d: d["jobs"]["a"].update(waiting=["b"]), ["circular"]),
+    # found by the property test: entry() takes a null waiting for [], a state file holds []
+    "waiting null": (lambda d: d["jobs"]["a"].update(waiting=None), ["job 'a'", "waiting", "None"]),
     "unknown key": (lambda d: d["jobs"]["a"].update(exitcode=0), ["job 'a'", "'exitcode'"]),
     "supervisor pid": (lambda d: d["supervisor"].update(pid="1"), ["supervisor", "'pid'"]),
     "options maxWorkers": (lambda d: d["options"].update(maxWorkers=0), ["options", "'maxWorkers'"]),

@@ -28,6 +28,9 @@ from simplejob.validation import CONTEXT_KEYS
 
 # More examples for a long run: SIMPLEJOB_PROPERTY_SCALE=20 (the defaults keep the suite fast).
 SCALE = int(os.environ.get("SIMPLEJOB_PROPERTY_SCALE", "1"))
+# The suite runs the same examples every time (a test must not fail by luck in CI); a long run
+# (SCALE > 1) draws new ones to explore. A bug one of those finds gets its own test.
+FIXED = SCALE == 1
 
 # --- random job lists ------------------------------------------------------------------------------
 
@@ -66,7 +69,7 @@ def job_context(draw: st.DrawFn) -> object:
     return context
 
 
-@settings(max_examples=300 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300 * SCALE, deadline=None, derandomize=FIXED, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(job_context(), max_size=5) | VALUES)
 def test_entry_accepts_a_valid_batch_or_raises_value_or_type_error(contexts):
     manager = JobManager()
@@ -101,7 +104,10 @@ def runnable_batch(draw: st.DrawFn) -> list[dict[str, object]]:
 
 
 @settings(
-    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+    max_examples=12,
+    deadline=None,
+    derandomize=FIXED,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(batch=runnable_batch())
 def test_a_valid_random_batch_runs_to_its_end_without_crashing_the_supervisor(tmp_path, batch):
@@ -193,7 +199,10 @@ def damage(draw: st.DrawFn, files: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+    max_examples=40,
+    deadline=None,
+    derandomize=FIXED,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(data=st.data())
 def test_a_damaged_state_file_is_refused_or_resumed_correctly(tmp_path, real_files, data):
