@@ -71,12 +71,13 @@ def spawn(
     stdout: int,
     stderr: int,
 ) -> Spawned:
-    """Start a job in its own process group with these handles as its standard ones."""
+    """Start a job in its own process group with these handles as its standard ones, and env's
+    variables added to this process's environment."""
     proc = subprocess.Popen(
         argv,
         shell=shell,
         cwd=cwd,
-        env=env,
+        env={**os.environ, **env} if env else None,
         stdin=stdin,
         stdout=stdout,
         stderr=stderr,

@@ -111,11 +111,11 @@ class Attempt:
                 return 126, opened
             self.log = opened
             self.note(f"job {self.id!r} attempt {spec['attempt']}/{spec['attempts']}: {spec['command_text']}")
-        env = {**os.environ, **spec["env"]} if spec["env"] else None
         out = self.log.fileno() if self.log is not None else _devnull()
         try:
+            null = _devnull()
             self.process = proctree.spawn(
-                spec["argv"], shell=spec["shell"], cwd=spec["cwd"], env=env, stdin=_devnull(), stdout=out, stderr=out
+                spec["argv"], shell=spec["shell"], cwd=spec["cwd"], env=spec["env"], stdin=null, stdout=out, stderr=out
             )
         except (OSError, ValueError) as error:
             failure = _spawn_failure(error, spec) if isinstance(error, OSError) else (126, f"cannot start: {error}")
