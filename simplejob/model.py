@@ -31,6 +31,8 @@ class JobRunningStatus(enum.IntEnum):
 
 
 FINISHED = frozenset({JobRunningStatus.Completed, JobRunningStatus.RetryOut, JobRunningStatus.Cancelled})
+# Nothing more happens to a job in this status until a resume sets it Ready again.
+ENDED = FINISHED | {JobRunningStatus.Interrupted}
 
 # Every status change goes through transition(); anything not listed here is a bug.
 ALLOWED = {

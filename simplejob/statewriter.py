@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from .clock import SYSTEM_CLOCK, Clock
-from .model import JobDefinition, JobRecord, JobRunningStatus
+from .model import ENDED, JobDefinition, JobRecord
 from .pipes import write_all
 from .statefile import SCHEMA_VERSION, State, acquire_lock, journal_path
 
@@ -27,12 +27,6 @@ FSYNC_INTERVAL = 1.0  # seconds: what a power cut can lose of the journal during
 dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
 
 
-_ENDED = (
-    JobRunningStatus.Completed,
-    JobRunningStatus.RetryOut,
-    JobRunningStatus.Cancelled,
-    JobRunningStatus.Interrupted,
-)
 _NOT_RUN_STATE = JobRecord(JobDefinition(id="", commandLine="", waiting=[])).state_json()
 _NOT_RUN = dumps(_NOT_RUN_STATE)[1:].encode()
 
@@ -219,7 +213,7 @@ class StateWriter:
             state = record.state_json()
             # every job that has not run has the same state: one shared piece (100,000 jobs, 20 MB less)
             self.tails[job_id] = _NOT_RUN if state == _NOT_RUN_STATE else dumps(state)[1:].encode()
-            if record.runningStatus in _ENDED:
+            if record.runningStatus in ENDED:
                 # Its entry is final for this run (nothing changes an ended job during the run) and
                 # the piece holds it: the supervisor lets go of what only the snapshot reads, its
                 # history and dates (100,000 jobs: 55 MB less).

@@ -26,12 +26,9 @@ from rich.text import Text
 
 from .. import statefile
 from ..errors import StateFileError
-from ..model import JobRecord, JobRunningStatus
+from ..model import ENDED, JobRecord, JobRunningStatus
 from .describe import last_lines, log_path, outcome, seconds
 
-ENDED = frozenset(
-    {JobRunningStatus.Completed, JobRunningStatus.RetryOut, JobRunningStatus.Cancelled, JobRunningStatus.Interrupted}
-)
 TICK = 0.1  # seconds between two reads of the state file
 RUNNING_SHOWN = 10  # running jobs listed in the live view; the others are counted
 TAIL_LINES = 20  # last lines of a failed job's output shown on stderr
