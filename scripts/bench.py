@@ -16,10 +16,12 @@ Graphs (GRAPH:JOBS arguments), every job running `true`:
 Each round runs every system once on every graph, in an order that rotates between rounds, one
 thing at a time, and times each as a user sees it (issue 13): the wall clock from spawning its
 process to the exit of that process and of everything it started. The systems: make (`make -r -s
--j2` on a generated Makefile of .PHONY targets); this checkout's simplejob, a fresh `python -c`
-process that imports simplejob, builds the job contexts, calls JobManager(maxWorkers=2,
-stateFile=<a real file in a new temporary directory>), entry() and run(), prints its in-process
-times and exits; and with --reference / --doit, simplejob 0.0.6 from PyPI (a `python -c` process
+-j2` on a generated Makefile of .PHONY targets); this checkout's simplejob, installed as a user
+installs it (`pip install .`, not editable, into a throw-away virtual environment: an editable
+install's import hook would add about 10 ms to the start of each Python process), timed as a fresh
+`python -c` process of that environment that imports simplejob, builds the job contexts, calls
+JobManager(maxWorkers=2, stateFile=<a real file in a new temporary directory>), entry() and run(),
+prints its in-process times and exits; and with --reference / --doit, simplejob 0.0.6 from PyPI (a `python -c` process
 too, its run() with the default 1-second poll interval; it has no parallelism limit) and `doit -n
 2`, both installed with pip into a throw-away virtual environment. The table shows the median
 over rounds, and simplejob's in-process time (JobManager() to the return of run()) beside it.

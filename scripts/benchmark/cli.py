@@ -42,6 +42,7 @@ def main(argv: list[str]) -> int:
     bench = Bench(options)
     try:
         precompile()
+        bench.install_simplejob()
         bench.setup_venv()
         measured = measure(bench, options)
     finally:

@@ -82,7 +82,7 @@ def machine() -> list[str]:
         f"- CPUs (nproc): {os.cpu_count()}; CPU: {cpu}",
         f"- Python {platform.python_version()} ({sys.executable}); kernel {platform.release()}; {make}",
         f"- simplejob under test: {package}, commit {source_commit()}, sources sha256 {sources_digest(package)[:12]}; "
-        "byte-compiled before the runs, as pip installs it",
+        "timed as installed by `pip install .` (not editable) in a throw-away environment, as a user installs it",
         f"- load average at start: {load_average()}",
     ]
 

@@ -27,14 +27,15 @@ from . import REPO, WORKERS
 from .checks import chain_delays, check_run, read_state_jobs
 from .graphs import dependencies, job_contexts
 
-# argv: REPO SCRIPTS GRAPH JOBS STATE_FILE WORKERS. In-process times (perf_counter, cheap): import
+# argv: SCRIPTS GRAPH JOBS STATE_FILE WORKERS, in the Python of the environment simplejob is
+# installed in (systems.Bench.install_simplejob). In-process times (perf_counter, cheap): import
 # simplejob; build the contexts; JobManager() + entry(); run(); and "inProcessSeconds", JobManager()
 # to the return of run() (what the benchmark timed before issue 13). A job that failed is "error".
 TIMED_SIMPLEJOB = """\
 import sys, time
 began = time.perf_counter()
-repo, scripts, graph, size, path, workers = sys.argv[1:]
-sys.path[:0] = [repo, scripts]
+scripts, graph, size, path, workers = sys.argv[1:]
+sys.path.append(scripts)
 from simplejob import JobManager
 imported = time.perf_counter()
 from benchmark.graphs import job_contexts

@@ -5,8 +5,9 @@ to the end of that process (and of everything it started), and the CPU time of t
 (processes.run_process).
 
 make        `make -r -s -j2` on a generated Makefile of .PHONY targets
-simplejob   this checkout's simplejob: `python -c measure.TIMED_SIMPLEJOB` (import simplejob, build
-            the job contexts, JobManager(), entry(), run(), exit), its process tree's peak RSS
+simplejob   this checkout's simplejob, installed as a user installs it (install_simplejob): `python -c
+            measure.TIMED_SIMPLEJOB` in the Python of that environment (import simplejob, build the
+            job contexts, JobManager(), entry(), run(), exit), its process tree's peak RSS
             and CPU time per process sampled (rss.py); then, untimed, `bench.py --child check` on
             its state file
 reference   simplejob 0.0.6 from PyPI: `python -c measure.TIMED_REFERENCE` in the Python of a
@@ -32,6 +33,7 @@ from typing import Any
 
 from . import BENCH_SCRIPT, REPO, SCRIPTS, WORKERS, progress
 from .graphs import Spec, write_dodo, write_makefile
+from .machine import sources_digest
 from .measure import FLOOR, TIMED_REFERENCE, TIMED_SIMPLEJOB
 from .processes import last_json, run_process, tail
 from .rss import cpu_by_process
@@ -59,6 +61,7 @@ class Bench:
         self.base = tempfile.mkdtemp(prefix="simplejob-bench-", dir=options.tmpdir)
         self.venv_python: str | None = None
         self.venv_bin: str | None = None
+        self.installed_python: str | None = None  # install_simplejob()
         self.files: dict[Spec, str] = {}  # spec -> directory with its Makefile, dodo.py
 
     def close(self) -> None:
@@ -133,7 +136,8 @@ class Bench:
         directory = self.fresh_dir("state")
         path = os.path.join(directory, "state.json")
         limit = self.options.max_seconds
-        argv = [sys.executable, "-c", TIMED_SIMPLEJOB, REPO, SCRIPTS, spec.graph, str(spec.size), path, str(WORKERS)]
+        assert self.installed_python is not None, "install_simplejob() first"
+        argv = [self.installed_python, "-c", TIMED_SIMPLEJOB, SCRIPTS, spec.graph, str(spec.size), path, str(WORKERS)]
         outcome = self.process("simplejob", argv, limit, cwd=directory, sample=True)
         if outcome.data.get("rss"):
             outcome.data["cpuByProcess"] = cpu_by_process(outcome.data["rss"], outcome.cpu, spec.size)
@@ -169,7 +173,8 @@ class Bench:
         if true is None:
             return Outcome(cell="no `true`", error="the floor needs the program `true` on PATH")
         limit = self.options.max_seconds
-        outcome = self.process("floor", [sys.executable, "-c", FLOOR, true, str(jobs)], limit, cwd=self.base)
+        python = self.installed_python or sys.executable  # the Python simplejob's processes run on
+        outcome = self.process("floor", [python, "-c", FLOOR, true, str(jobs)], limit, cwd=self.base)
         if outcome.data.get("timedOut"):
             outcome.error = f"the floor did not finish {jobs} jobs within {limit:g} s"
         return outcome
@@ -202,6 +207,29 @@ class Bench:
         if ran.code != 0:
             return Outcome(cell=f"exit {ran.code}", data={"stderr": tail(ran.err, 5)})
         return Outcome(seconds=ran.seconds, cpu=ran.cpu, noise=ran.noise)
+
+    def install_simplejob(self) -> None:
+        """Install this checkout's simplejob (not editable) with its dependencies into a throw-away
+        environment, as `pip install .` does for a user, and time it there: an editable install
+        (the developers' .venv) adds an import hook that costs every Python process about 10 ms
+        at start, the caller's and the supervisor's alike. Checks that the installed sources are
+        this checkout's."""
+        venv = os.path.join(self.base, "installed")
+        progress(f"installing this checkout's simplejob into {venv}")
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+        python = os.path.join(venv, "bin", "python")
+        pip = [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--disable-pip-version-check", REPO]
+        subprocess.run(pip, check=True, stdout=subprocess.DEVNULL)
+        where = subprocess.run(
+            [python, "-c", "import os, simplejob; print(os.path.dirname(simplejob.__file__))"],
+            cwd=self.base,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        if sources_digest(where) != sources_digest(os.path.join(REPO, "simplejob")):
+            raise RuntimeError(f"the simplejob installed in {where} is not this checkout's")
+        self.installed_python = python
 
     def setup_venv(self) -> None:
         """With --reference / --doit: a virtual environment with simplejob 0.0.6 and doit, reused
