@@ -4,12 +4,13 @@ opening a file that must be a regular one."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import stat
 from collections.abc import Callable
 from typing import Any
+
+from . import jsonline
 
 READ_SIZE = 1 << 16
 MAX_SELECT = 3600.0  # seconds: a longer select() timeout overflows epoll's milliseconds; loops wake and look again
@@ -55,7 +56,7 @@ class LineReader:
     def messages(self) -> list[dict[str, Any]] | None:
         """read(), each line decoded as a JSON object."""
         lines = self.read()
-        return None if lines is None else [json.loads(line) for line in lines]
+        return None if lines is None else [jsonline.decode(line) for line in lines]
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -66,7 +67,7 @@ def write_all(fd: int, data: bytes) -> None:
 
 def encode_lines(messages: list[Any]) -> bytes:
     """Messages as newline-terminated JSON lines, ready for one write."""
-    return ("\n".join(map(json.dumps, messages)) + "\n").encode()
+    return ("\n".join(map(jsonline.encode, messages)) + "\n").encode()
 
 
 def signal_wakeup(signals: tuple[signal.Signals, ...], handler: Callable[[int, Any], None]) -> int:

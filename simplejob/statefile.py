@@ -29,7 +29,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import pipes, statecheck
+from . import jsonline, pipes, statecheck
 from .errors import StateFileError, StateFileLocked
 from .model import JobRecord, JobRunningStatus
 
@@ -275,7 +275,7 @@ class JournalTail:
         try:
             for line in data[:end].split(b"\n"):
                 if line.strip():
-                    update = json.loads(line)
+                    update = jsonline.decode(line)
                     statecheck.check_journal_line(update, state.records)
                     if self.drop_history:
                         update.pop("history", None)

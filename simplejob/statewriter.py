@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
+from . import jsonline
 from .clock import SYSTEM_CLOCK, Clock
 from .model import ENDED, JobDefinition, JobRecord
 from .pipes import write_all
@@ -23,12 +24,10 @@ COMPACT_COST_SHARE = 20  # wait at least this many times the last compaction's c
 FSYNC_INTERVAL = 1.0  # seconds: what a power cut can lose of the journal during a run
 
 
-# One encoder for every line: json.dumps() with non-default options builds a new one per call.
-dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+dumps = jsonline.encoder(ensure_ascii=False, separators=(", ", ": "))  # every line and snapshot piece
 
 
-_NOT_RUN_STATE = JobRecord(JobDefinition(id="", commandLine="", waiting=[])).state_json()
-_NOT_RUN = dumps(_NOT_RUN_STATE)[1:].encode()
+_NOT_RUN = dumps(JobRecord(JobDefinition(id="", commandLine="", waiting=[])).state_json())[1:].encode()
 
 
 def _fsync_directory(path: str) -> None:
@@ -210,9 +209,8 @@ class StateWriter:
             record = self.state.records[job_id]
             if job_id not in self.heads:
                 self.heads[job_id] = f"  {dumps(job_id)}: {dumps(record.definition.to_json())[:-1]}, ".encode()
-            state = record.state_json()
             # every job that has not run has the same state: one shared piece (100,000 jobs, 20 MB less)
-            self.tails[job_id] = _NOT_RUN if state == _NOT_RUN_STATE else dumps(state)[1:].encode()
+            self.tails[job_id] = _NOT_RUN if record.not_run() else dumps(record.state_json())[1:].encode()
             if record.runningStatus in ENDED:
                 # Its entry is final for this run (nothing changes an ended job during the run) and
                 # the piece holds it: the supervisor lets go of what only the snapshot reads, its

@@ -650,3 +650,36 @@ def test_to_json_has_every_field_in_order_and_to_spec_round_trips(fields):
     record.attemptStartTimestamp = 1.0
     assert list(record.to_json()) == [*DEFINITION_FIELDS, *JobRecord.STATE_FIELDS]
     assert JobRecord.from_json("j", json.loads(json.dumps(record.to_json()))).to_json() == record.to_json()
+
+
+def test_not_run_agrees_with_the_state_of_a_new_record_for_every_field():
+    """JobRecord.not_run() is the state writer's cheap test for "the state of a job that has not
+    run": it must say False as soon as any field of the state differs from a new record's."""
+    import dataclasses
+
+    from simplejob.model import AttemptRecord, JobDefinition, JobRecord, JobRunningStatus
+
+    new = JobRecord(JobDefinition(id="j", commandLine="true", waiting=[]))
+    assert new.not_run()
+    changed = {
+        "runningStatus": JobRunningStatus.Running,
+        "history": [
+            AttemptRecord(
+                attempt=1,
+                startTimestamp=1.0,
+                finishTimestamp=2.0,
+                slot=0,
+                pid=5,
+                exitCode=0,
+                result="exited",
+                reason=None,
+            )
+        ],
+        "resumed": True,
+        "attempts": 1,
+    }
+    fields = [f.name for f in dataclasses.fields(JobRecord) if f.name != "definition"]
+    for name in fields:
+        record = dataclasses.replace(new, **{name: changed.get(name, 7)})
+        assert record.state_json() != new.state_json(), name  # (the change is one of the state)
+        assert not record.not_run(), name

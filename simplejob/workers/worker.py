@@ -19,7 +19,6 @@ at once (no polling) and a timeout is a select() deadline.
 
 from __future__ import annotations
 
-import json
 import os
 import selectors
 import signal
@@ -29,6 +28,7 @@ import time
 from collections import deque
 from typing import Any, BinaryIO, cast
 
+from .. import jsonline
 from ..dates import format_datetime
 from ..pipes import LineReader, drain, open_regular, select_timeout, signal_wakeup, write_all
 from ..protocol import AttemptSpec, Event, RunMessage
@@ -148,7 +148,7 @@ class Worker:
         self.stdin_open = False  # treated like the supervisor going away
 
     def send(self, event: Event) -> None:
-        write_all(1, (json.dumps(event.to_json()) + "\n").encode())
+        write_all(1, (jsonline.encode(event.to_json()) + "\n").encode())
 
     def run_forever(self) -> None:
         while self.stdin_open or self.current is not None:
