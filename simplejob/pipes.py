@@ -86,9 +86,10 @@ def signal_wakeup(signals: tuple[signal.Signals, ...], handler: Callable[[int, A
 
 
 def drain(fd: int) -> None:
-    """Empty a non-blocking wake-up pipe."""
+    """Empty a non-blocking wake-up pipe (a read that brings less than it asked for emptied it:
+    no second read to learn that, once per job in a worker)."""
     try:
-        while os.read(fd, 512):
+        while len(os.read(fd, 512)) == 512:
             pass
     except BlockingIOError:
         pass

@@ -15,7 +15,7 @@ This module imports nothing of simplejob's: a worker loads it at start-up.
 from __future__ import annotations
 
 import enum
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
 # --- the supervisor's exit status ---------------------------------------------------------------
@@ -166,12 +166,27 @@ class Event:
     slot: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The wire form: only the fields that differ from their defaults."""
+        """The wire form: only the fields that differ from their defaults (written out: a worker
+        sends one or two per job)."""
         data: dict[str, Any] = {"ev": self.kind, "id": self.id, "t": self.t}
-        for name, default in _EVENT_DEFAULTS.items():
-            value = getattr(self, name)
-            if value != default:
-                data[name] = value
+        if self.pid is not None:
+            data["pid"] = self.pid
+        if self.returned is not None:
+            data["returned"] = self.returned
+        if self.start_t is not None:
+            data["start_t"] = self.start_t
+        if self.exit_code is not None:
+            data["exit_code"] = self.exit_code
+        if self.timed_out:
+            data["timed_out"] = True
+        if self.cancelled:
+            data["cancelled"] = True
+        if self.reason is not None:
+            data["reason"] = self.reason
+        if self.leftovers:
+            data["leftovers"] = self.leftovers
+        if self.slot is not None:
+            data["slot"] = self.slot
         return data
 
     @classmethod
@@ -180,7 +195,3 @@ class Event:
         if kind not in ("started", "finished", "returned"):
             raise ValueError(f"unknown worker event {kind!r}")
         return cls(kind=kind, **data)
-
-
-# The optional fields and their defaults: left out of the wire form when unchanged.
-_EVENT_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Event) if f.default is not MISSING}

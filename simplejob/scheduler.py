@@ -82,7 +82,7 @@ class Scheduler:
         for job_id, job_waits in waits.items():
             for wait in job_waits:
                 self._dependents.setdefault(wait, []).append(job_id)
-            self._unmet[job_id] = sum(1 for wait in job_waits if wait not in done)
+            self._unmet[job_id] = sum(1 for wait in job_waits if wait not in done) if done else len(job_waits)
         pending = (job_id for job_id in waits if job_id not in done) if runnable is None else runnable
         self._pending = {job_id for job_id in pending if wanted is None or job_id in wanted}
         self._priorities = {k: v for k, v in (priorities or {}).items() if v} or None

@@ -55,16 +55,36 @@ def _succeeded(event: Event) -> bool:
 
 
 def scheduler_for(records: dict[str, JobRecord], options: BatchOptions, clock: Clock) -> Scheduler:
-    """A Scheduler for the records of a batch about to run (some may be done, from a resume)."""
+    """A Scheduler for the records of a batch about to run (some may be done, from a resume).
+    (One pass over the records: it is on the way to the first job.)"""
+    waits: dict[str, list[str]] = {}
+    succeeded: list[str] = []
+    runnable: list[str] = []
+    priorities: dict[str, int] = {}
+    needs: dict[str, dict[str, float]] = {}
+    failed = False
+    for job_id, record in records.items():
+        definition = record.definition
+        waits[job_id] = definition.waiting
+        if record.runningStatus is JobRunningStatus.Ready:
+            runnable.append(job_id)
+        elif record.succeeded():
+            succeeded.append(job_id)
+        elif record.failure():
+            failed = True
+        if definition.priority:
+            priorities[job_id] = definition.priority
+        if definition.resources:
+            needs[job_id] = definition.resources
     return Scheduler(
-        {job_id: record.definition.waiting for job_id, record in records.items()},
-        succeeded=[job_id for job_id, r in records.items() if r.succeeded()],
-        runnable=[job_id for job_id, r in records.items() if r.runningStatus == JobRunningStatus.Ready],
-        failed=any(r.failure() for r in records.values()),
+        waits,
+        succeeded=succeeded,
+        runnable=runnable,
+        failed=failed,
         keep_going=bool(options.get("keepGoing")),
         targets=options.get("targets"),
-        priorities={job_id: r.definition.priority for job_id, r in records.items() if r.definition.priority},
-        needs={job_id: r.definition.resources for job_id, r in records.items() if r.definition.resources},
+        priorities=priorities,
+        needs=needs,
         # on Dask the workers' own resources cap what runs (Dask holds a task until one fits)
         capacities=None if options.get("dask") else options.get("resources", {}),
         clock=clock,

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 
 from fakes import EPOCH, FakeClock, InMemoryExecutor
-from simplejob import statefile, statewriter
+from simplejob import jsonline, statefile, statewriter
 from simplejob.model import JobRecord, JobRunningStatus
-from simplejob.protocol import BatchOptions, SupervisorExit
+from simplejob.protocol import BatchOptions, Event, SupervisorExit
 from simplejob.supervisor import Supervisor
 from simplejob.validation import parse_contexts
 
@@ -257,3 +257,23 @@ def test_an_ended_jobs_entry_keeps_its_dates_and_history_through_later_snapshots
         first.history,
     )
     assert b.on_disk().records["b"].history[0]["result"] == "exited"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        Event("started", "a", 1.5, pid=7, returned=[]),
+        Event("started", "a", 1.5, pid=7, returned=["b", "c"]),
+        Event("finished", "a", 2.0, pid=7, start_t=1.5, exit_code=0),
+        Event("finished", "a", 2.0, exit_code=-9, timed_out=True, cancelled=True, reason="r", leftovers=2, slot=1),
+        Event("returned", "b", 3.0),
+    ],
+)
+def test_an_event_on_the_wire_has_the_fields_that_differ_from_their_defaults_and_reads_back(event):
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(Event) if f.default is not dataclasses.MISSING}
+    expected = {"ev": event.kind, "id": event.id, "t": event.t}
+    expected.update({name: value for name, default in defaults.items() if (value := getattr(event, name)) != default})
+    assert event.to_json() == expected
+    assert Event.from_json(jsonline.decode(jsonline.encode(event.to_json()))) == event
