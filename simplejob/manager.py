@@ -91,7 +91,8 @@ class JobManager:
         self._close()
         path = self._given_state_file or _temporary_state_file()
         _check_name_length(path)
-        statefile.acquire_lock(path, owner_wait=OWNER_WAIT).release()  # fail now if a live batch owns it
+        if os.path.lexists(statefile.lock_path(path)):  # (without a lock file nobody holds the lock)
+            statefile.acquire_lock(path, owner_wait=OWNER_WAIT).release()  # fail now if a live batch owns it
         with _collector_paused():
             try:
                 old = statefile.load(path)
