@@ -377,9 +377,10 @@ def transition(record: JobRecord, status: JobRunningStatus, **fields: Any) -> di
     """Change a record's status (and other fields); returns the change as a journal line."""
     if status not in ALLOWED[record.runningStatus]:
         raise AssertionError(f"job {record.id!r}: transition {record.runningStatus.name} -> {status.name}")
-    update = {"runningStatus": status.name, **fields}
-    record.apply(update)
-    return {"id": record.id, **update}
+    record.runningStatus = status
+    for name, value in fields.items():  # (state fields only: a record has no other attributes)
+        setattr(record, name, value)
+    return {"id": record.id, "runningStatus": status.name, **fields}
 
 
 def split_command(command: str) -> list[str]:
