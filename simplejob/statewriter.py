@@ -166,6 +166,22 @@ class StateWriter:
         if "id" in line:
             self.dirty.add(line["id"])
 
+    def ended(self, record: JobRecord) -> None:
+        """A job has ended (its record is final for this run): its snapshot piece is encoded now,
+        not at the next compaction, which then only joins pieces. Encoding the states of every job
+        that ended since the last compaction in one go stopped the loop long enough for the
+        workers' queues to run dry: three stalls of 30 ms per worker in a 10,000-job fan."""
+        self.tails[record.id] = dumps(record.state_json())[1:].encode()
+        self.dirty.discard(record.id)
+        self._let_go(record)
+
+    @staticmethod
+    def _let_go(record: JobRecord) -> None:
+        """An ended job's piece holds its entry: the supervisor lets go of what only the snapshot
+        reads, its history and dates (100,000 jobs: 55 MB less)."""
+        record.history = []
+        record.startDateTime = record.finishDateTime = None
+
     def flush(self, *, now: float | None = None) -> None:
         """Append queued lines to the journal in one write: after this they survive our death."""
         if self.pending:
@@ -211,12 +227,8 @@ class StateWriter:
                 self.heads[job_id] = f"  {dumps(job_id)}: {dumps(record.definition.to_json())[:-1]}, ".encode()
             # every job that has not run has the same state: one shared piece (100,000 jobs, 20 MB less)
             self.tails[job_id] = _NOT_RUN if record.not_run() else dumps(record.state_json())[1:].encode()
-            if record.runningStatus in ENDED:
-                # Its entry is final for this run (nothing changes an ended job during the run) and
-                # the piece holds it: the supervisor lets go of what only the snapshot reads, its
-                # history and dates (100,000 jobs: 55 MB less).
-                record.history = []
-                record.startDateTime = record.finishDateTime = None
+            if record.runningStatus in ENDED:  # (nothing changes an ended job during the run)
+                self._let_go(record)
         self.dirty.clear()
         head = {
             "schemaVersion": SCHEMA_VERSION,

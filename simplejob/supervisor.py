@@ -33,7 +33,7 @@ from typing import Any, NoReturn
 from . import statefile, statewriter
 from .clock import SYSTEM_CLOCK, Clock
 from .dates import format_datetime
-from .model import AttemptRecord, AttemptResult, JobRecord, JobRunningStatus, transition
+from .model import ENDED, AttemptRecord, AttemptResult, JobRecord, JobRunningStatus, transition
 from .pipes import LineReader, drain, signal_wakeup
 from .protocol import (
     AttemptSpec,
@@ -321,6 +321,8 @@ class Supervisor:
                 record, JobRunningStatus.Completed, event.t, exitCode=event.exit_code, reason=reason, history=history
             )
         self.writer.record({**begin, **line})
+        if record.runningStatus in ENDED:
+            self.writer.ended(record)
 
     @staticmethod
     def _ended(

@@ -5,6 +5,8 @@ each test checks is what the state file says afterwards."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from fakes import EPOCH, FakeClock, InMemoryExecutor
@@ -277,3 +279,24 @@ def test_an_event_on_the_wire_has_the_fields_that_differ_from_their_defaults_and
     expected.update({name: value for name, default in defaults.items() if (value := getattr(event, name)) != default})
     assert event.to_json() == expected
     assert Event.from_json(jsonline.decode(jsonline.encode(event.to_json()))) == event
+
+
+def test_an_ended_jobs_snapshot_piece_is_encoded_when_it_ends_not_at_the_next_compaction(tmp_path):
+    """A compaction only joins pieces: encoding every job that ended since the last one in one go
+    stopped the supervisor's loop long enough for the workers' queues to run dry."""
+    batch = Batch(tmp_path, [{"id": "a", "commandLine": "true"}, {"id": "b", "commandLine": "true"}])
+    batch.step()
+    batch.executor.start("a")
+    batch.clock.advance(0.01)  # (well before the next compaction is due)
+    batch.executor.finish("a", 0)
+    batch.step()
+    assert batch.status("a") == Completed
+    writer = batch.writer
+    assert writer.compacted_offset < writer.offset  # no compaction since "a" ended
+    assert "a" not in writer.dirty
+    piece = json.loads("{" + writer.tails["a"].decode())
+    assert piece["runningStatus"] == "Completed" and [h["result"] for h in piece["history"]] == ["exited"]
+    assert batch.state.records["a"].history == []  # let go: the piece holds it
+    writer.compact()
+    on_disk = batch.on_disk().records["a"]
+    assert on_disk.runningStatus == Completed and [h["result"] for h in on_disk.history] == ["exited"]
