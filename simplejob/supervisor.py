@@ -320,9 +320,10 @@ class Supervisor:
             line = self._finish(
                 record, JobRunningStatus.Completed, event.t, exitCode=event.exit_code, reason=reason, history=history
             )
-        self.writer.record({**begin, **line})
         if record.runningStatus in ENDED:
-            self.writer.ended(record)
+            self.writer.record_ended(record)  # (its whole state: what begin and line changed, and the rest)
+        else:
+            self.writer.record({**begin, **line})
 
     @staticmethod
     def _ended(
