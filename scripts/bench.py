@@ -13,8 +13,10 @@ Graphs (GRAPH:JOBS arguments), every job running `true`:
     layers  layers of 50 jobs; each job waits on 2 jobs of the previous layer
     chain   JOBS jobs in sequence
 
-Each round runs every system once on every graph, in an order that rotates between rounds, one
-thing at a time, and times each as a user sees it (issue 13): the wall clock from spawning its
+After an untimed warm-up run of make and simplejob on the first graph (--no-warm-up skips it: the
+first heavy runs on this machine kind are slower for both), each round runs every system once on
+every graph, in an order that rotates between rounds, one thing at a time, and times each as a
+user sees it (issue 13): the wall clock from spawning its
 process to the exit of that process and of everything it started. The systems: make (`make -r -s
 -j2` on a generated Makefile of .PHONY targets); this checkout's simplejob, installed as a user
 installs it (`pip install .`, not editable, into a throw-away virtual environment: an editable

@@ -113,6 +113,12 @@ def add_what_runs(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--rounds", type=int, default=None, help="rounds of every system on every graph (default 3)")
     parser.add_argument(
+        "--no-warm-up",
+        dest="warm_up",
+        action="store_false",
+        help="skip the untimed run of each system on the first graph before the rounds",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="a tiny run: fan:300 layers:300 chain:300, 1 round, small extra measurements",

@@ -54,8 +54,13 @@ def json_figures(options: argparse.Namespace, measured: Measured, header: list[s
 def run_section(options: argparse.Namespace, measured: Measured, header: list[str], command: str) -> list[str]:
     """The command, the machine, and how long and how quiet the run was."""
     lines = ["## Benchmark run", "", f"Command: `{command}`", "", *header]
+    warm_up = (
+        f"after an untimed warm-up run of make and simplejob on {options.graphs[0].name}; "
+        if options.warm_up and options.graphs
+        else ""
+    )
     lines.append(
-        f"- {options.rounds} round(s); {WORKERS} workers; times are medians over the rounds, in seconds, of "
+        f"- {options.rounds} round(s) {warm_up}{WORKERS} workers; times are medians over the rounds, in seconds, of "
         "whole processes (from spawning a system's process to its exit) unless said otherwise; "
         f"the whole run took {measured.seconds:.0f} s; load average at the end: {load_average()}"
     )
