@@ -92,6 +92,34 @@ def test_a_job_waiting_on_itself_is_a_cycle():
         entry([{"id": "a", "commandLine": "true", "waiting": ["a"]}])
 
 
+def test_the_cycle_check_agrees_with_graphlib_on_random_graphs():
+    """find_cycle looks for a cycle with Kahn's algorithm and asks graphlib only to name one."""
+    import graphlib
+    import random
+
+    from simplejob.model import JobDefinition
+    from simplejob.validation import find_cycle
+
+    rng = random.Random(13)
+    for _ in range(300):
+        size = rng.randint(1, 12)
+        ids = [f"j{i}" for i in range(size)]
+        jobs = [
+            JobDefinition(id=job_id, commandLine="true", waiting=rng.sample(ids, rng.randint(0, min(3, size))))
+            for job_id in ids
+        ]
+        try:
+            graphlib.TopologicalSorter({job.id: job.waiting for job in jobs}).prepare()
+            cyclic = False
+        except graphlib.CycleError:
+            cyclic = True
+        if cyclic:
+            with pytest.raises(ValueError, match="circular waits: "):
+                find_cycle(jobs)
+        else:
+            find_cycle(jobs)
+
+
 def test_a_100000_job_chain_validates_without_recursion():
     contexts = [{"id": f"j{i}", "commandLine": "true", "waiting": [f"j{i - 1}"] if i else []} for i in range(100_000)]
     manager = entry(contexts)
