@@ -19,12 +19,13 @@ def _not_json(value: Any) -> Any:
 
 def encoder(*, ensure_ascii: bool = True, separators: tuple[str, str] = (", ", ": ")) -> Callable[[Any], str]:
     """json.JSONEncoder(ensure_ascii=..., separators=...).encode, its C encoder made once."""
-    if c_make_encoder is None:  # an interpreter without json's C speedups
-        return json.JSONEncoder(ensure_ascii=ensure_ascii, separators=separators).encode
+    plain = json.JSONEncoder(ensure_ascii=ensure_ascii, separators=separators).encode
     item_separator, key_separator = separators
     strings = encode_basestring_ascii if ensure_ascii else encode_basestring
-    # (markers None: no check for circular references; what we encode is plain data)
-    make = c_make_encoder(None, _not_json, strings, None, key_separator, item_separator, False, False, True)
+    try:  # (markers None: no check for circular references; what we encode is plain data)
+        make = c_make_encoder(None, _not_json, strings, None, key_separator, item_separator, False, False, True)
+    except TypeError:  # no C speedups (c_make_encoder is None), or another signature: json's own way
+        return plain
 
     def encode(value: Any) -> str:
         return "".join(make(value, 0))
