@@ -217,7 +217,7 @@ def check_graph(records: dict[str, JobRecord]) -> None:
 
 
 def check_journal_line(line: Any, records: dict[str, JobRecord]) -> None:
-    """One line of the journal after its header: a job's changed fields, or the supervisor's."""
+    """One line of the journal after its header: a job's changed fields (or whole state), or the supervisor's."""
     if type(line) is not dict:
         raise Invalid("the line", f"is a JSON {type(line).__name__}, not an object")
     if "id" in line:

@@ -3,7 +3,8 @@
     state.json          snapshot: {"schemaVersion", "generation", "journalOffset", "supervisor",
                         "options", "jobs"}; one line per job
     state.json.journal  first line {"schemaVersion", "generation"}; then one JSON object per line,
-                        {"id": ..., <changed fields>} or {"supervisor": {<changed fields>}}
+                        {"id": ..., <changed fields>} (a job that ended: its whole state) or
+                        {"supervisor": {<changed fields>}}
     state.json.lock     held (flock) by the supervisor that owns the batch
 
 This module reads it (State, load, follow, JournalTail) and guards it (acquire_lock);
