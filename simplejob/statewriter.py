@@ -161,13 +161,18 @@ class StateWriter:
         self.state.journalOffset = self.compacted_offset = self.offset
 
     def record(self, line: dict[str, Any]) -> None:
-        """Queue a transition (already applied to the in-memory record) for the journal."""
+        """Queue a transition (already applied to the in-memory record) for the journal. A job
+        that ended gets its whole state instead (_record_ended)."""
+        record = self.state.records.get(line["id"]) if "id" in line else None
+        if record is not None and record.runningStatus in ENDED:
+            self._record_ended(record)
+            return
         self.pending.append(dumps(line))
-        if "id" in line:
-            self.dirty.add(line["id"])
+        if record is not None:
+            self.dirty.add(record.id)
 
-    def record_ended(self, record: JobRecord) -> None:
-        """Queue the journal line of a job that just ended (its record is final for this run): its
+    def _record_ended(self, record: JobRecord) -> None:
+        """The journal line of a job that just ended (its record is final for this run): its
         whole state, whose text is also its snapshot piece, encoded once. The piece is made now,
         not at the next compaction, which then only joins pieces: encoding the states of every job
         that ended since the last compaction in one go stopped the loop long enough for the

@@ -33,7 +33,7 @@ from typing import Any, NoReturn
 from . import statefile, statewriter
 from .clock import SYSTEM_CLOCK, Clock
 from .dates import format_datetime
-from .model import ENDED, AttemptRecord, AttemptResult, JobRecord, JobRunningStatus, transition
+from .model import AttemptRecord, AttemptResult, JobRecord, JobRunningStatus, transition
 from .pipes import LineReader, drain, signal_wakeup
 from .protocol import (
     AttemptSpec,
@@ -320,10 +320,7 @@ class Supervisor:
             line = self._finish(
                 record, JobRunningStatus.Completed, event.t, exitCode=event.exit_code, reason=reason, history=history
             )
-        if record.runningStatus in ENDED:
-            self.writer.record_ended(record)  # (its whole state: what begin and line changed, and the rest)
-        else:
-            self.writer.record({**begin, **line})
+        self.writer.record({**begin, **line})
 
     @staticmethod
     def _ended(
