@@ -43,26 +43,58 @@ def _text(value: Any) -> bool:
     return type(value) is str
 
 
-def _or_null(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda value: value is None or test(value)
+_INF = math.inf
+
+# The tests below are what the tables use, each a single call: the manager checks every journal
+# line it follows (a job's end is about 20 values), and a call per value is its cost (a helper
+# called from a lambda would be two).
+
+
+def _text_or_null(value: Any) -> bool:
+    return value is None or type(value) is str
+
+
+def _integer_or_null(value: Any) -> bool:
+    return value is None or type(value) is int
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _count_or_null(value: Any) -> bool:
+    return value is None or (type(value) is int and value >= 0)
+
+
+def _pid_or_null(value: Any) -> bool:
+    return value is None or (type(value) is int and value > 0)
+
+
+def _seconds(value: Any) -> bool:
+    """A finite number >= 0 (NaN and infinity fail the comparison)."""
+    return (type(value) is float or type(value) is int) and 0 <= value < _INF
+
+
+def _seconds_or_null(value: Any) -> bool:
+    return value is None or ((type(value) is float or type(value) is int) and 0 <= value < _INF)
+
+
+def _flag(value: Any) -> bool:
+    return type(value) is bool
 
 
 _STATUSES = frozenset(status.name for status in JobRunningStatus)
 
-# The tests of the tables below are one lambda each, without helpers: the manager checks every
-# journal line it follows (a job's end is about 20 values), and a call per value is its cost.
-_INF = math.inf
-
 # One entry of a job's "history" (model.AttemptRecord): every key, each of its type.
 ATTEMPT_RULES: dict[str, Callable[[Any], bool]] = {
     "attempt": lambda v: type(v) is int and v >= 1,
-    "startTimestamp": lambda v: v is None or ((type(v) is float or type(v) is int) and 0 <= v < _INF),
-    "finishTimestamp": lambda v: (type(v) is float or type(v) is int) and 0 <= v < _INF,
-    "slot": lambda v: v is None or (type(v) is int and v >= 0),
-    "pid": lambda v: v is None or (type(v) is int and v > 0),
-    "exitCode": lambda v: v is None or type(v) is int,
+    "startTimestamp": _seconds_or_null,
+    "finishTimestamp": _seconds,
+    "slot": _count_or_null,
+    "pid": _pid_or_null,
+    "exitCode": _integer_or_null,
     "result": lambda v: v in ("exited", "timedOut", "cancelled", "interrupted"),
-    "reason": lambda v: v is None or type(v) is str,
+    "reason": _text_or_null,
 }
 
 
@@ -83,46 +115,40 @@ RECORD_RULES: dict[str, Rule] = {
         lambda v: type(v) is str and v in _STATUSES,
         f"a status ({', '.join(s.name for s in JobRunningStatus)})",
     ),
-    "exitCode": (lambda v: v is None or type(v) is int, "an integer or null"),
-    "retried": (lambda v: v is None or (type(v) is int and v >= 0), "an integer >= 0 or null"),
-    "attempts": (lambda v: type(v) is int and v >= 0, "an integer >= 0"),
-    "startDateTime": (lambda v: v is None or type(v) is str, "a string or null"),
-    "finishDateTime": (lambda v: v is None or type(v) is str, "a string or null"),
-    "elapsedSeconds": (
-        lambda v: v is None or ((type(v) is float or type(v) is int) and 0 <= v < _INF),
-        "a number >= 0 or null",
-    ),
-    "startTimestamp": (
-        lambda v: v is None or ((type(v) is float or type(v) is int) and 0 <= v < _INF),
-        "a number >= 0 (seconds since the epoch) or null",
-    ),
-    "attemptStartTimestamp": (
-        lambda v: v is None or ((type(v) is float or type(v) is int) and 0 <= v < _INF),
-        "a number >= 0 or null",
-    ),
-    "pid": (lambda v: v is None or (type(v) is int and v > 0), "a positive integer or null"),
-    "reason": (lambda v: v is None or type(v) is str, "a string or null"),
-    "resumed": (lambda v: type(v) is bool, "true or false"),
-    "slot": (lambda v: v is None or (type(v) is int and v >= 0), "an integer >= 0 or null"),
+    "exitCode": (_integer_or_null, "an integer or null"),
+    "retried": (_count_or_null, "an integer >= 0 or null"),
+    "attempts": (_count, "an integer >= 0"),
+    "startDateTime": (_text_or_null, "a string or null"),
+    "finishDateTime": (_text_or_null, "a string or null"),
+    "elapsedSeconds": (_seconds_or_null, "a number >= 0 or null"),
+    "startTimestamp": (_seconds_or_null, "a number >= 0 (seconds since the epoch) or null"),
+    "attemptStartTimestamp": (_seconds_or_null, "a number >= 0 or null"),
+    "pid": (_pid_or_null, "a positive integer or null"),
+    "reason": (_text_or_null, "a string or null"),
+    "resumed": (_flag, "true or false"),
+    "slot": (_count_or_null, "an integer >= 0 or null"),
     "history": (_attempts, "a list of ended attempts (see history in docs/state-file.md)"),
 }
 
 SUPERVISOR_RULES: dict[str, Rule] = {
-    "pid": (_or_null(lambda v: _integer(v) and v > 0), "a positive integer or null"),
-    "host": (_or_null(_text), "a string or null"),
-    "running": (lambda v: type(v) is bool, "true or false"),
+    "pid": (_pid_or_null, "a positive integer or null"),
+    "host": (_text_or_null, "a string or null"),
+    "running": (_flag, "true or false"),
     "result": (lambda v: v in (None, "finished", "interrupted"), '"finished", "interrupted" or null'),
-    "startDateTime": (_or_null(_text), "a string or null"),
-    "finishDateTime": (_or_null(_text), "a string or null"),
-    "reason": (_or_null(_text), "a string or null"),
-    "ownerCommandLine": (_or_null(lambda v: type(v) is list and all(map(_text, v))), "a list of strings or null"),
-    "ownerCwd": (_or_null(_text), "a string or null"),
+    "startDateTime": (_text_or_null, "a string or null"),
+    "finishDateTime": (_text_or_null, "a string or null"),
+    "reason": (_text_or_null, "a string or null"),
+    "ownerCommandLine": (
+        lambda v: v is None or (type(v) is list and all(map(_text, v))),
+        "a list of strings or null",
+    ),
+    "ownerCwd": (_text_or_null, "a string or null"),
 }
 
 OPTIONS_RULES: dict[str, Rule] = {
     "maxWorkers": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-    "keepGoing": (lambda v: type(v) is bool, "true or false"),
-    "logOutputDirectory": (_or_null(_text), "a string or null"),
+    "keepGoing": (_flag, "true or false"),
+    "logOutputDirectory": (_text_or_null, "a string or null"),
     "targets": (lambda v: type(v) is list and all(map(_text, v)), "a list of job ids"),
     "resources": (
         lambda v: type(v) is dict and all(_text(k) and _number(a) and a >= 0 for k, a in v.items()),
@@ -133,8 +159,8 @@ OPTIONS_RULES: dict[str, Rule] = {
 
 TOP_RULES: dict[str, Rule] = {
     "schemaVersion": (lambda v: _integer(v) and v == 1, "1 (this simplejob reads version 1)"),
-    "generation": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
-    "journalOffset": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    "generation": (_count, "an integer >= 0"),
+    "journalOffset": (_count, "an integer >= 0"),
     "supervisor": (lambda v: type(v) is dict, "an object"),
     "options": (lambda v: type(v) is dict, "an object"),
     "jobs": (lambda v: type(v) is dict, "an object"),
