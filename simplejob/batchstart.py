@@ -14,10 +14,7 @@ import selectors
 import signal
 import sys
 import time
-from typing import Any, NoReturn
-
-import filelock
-import psutil
+from typing import TYPE_CHECKING, NoReturn
 
 from . import resume, statefile, statewriter
 from .dates import format_datetime
@@ -30,6 +27,9 @@ from .workers import proctree
 from .workers.executor import Executor
 from .workers.pool import LocalProcessPool
 
+if TYPE_CHECKING:
+    import filelock
+
 
 class Refused(Exception):
     """The batch cannot start; reply says why (sent to the manager)."""
@@ -38,20 +38,12 @@ class Refused(Exception):
         self.reply = reply
 
 
-def _owner() -> dict[str, Any]:
-    """The command line and working directory of the process that owns the batch (our parent, the
-    JobManager's process), for a person reading the state or its report: what ran this batch."""
-    try:
-        owner = psutil.Process(os.getppid())
-        return {"ownerCommandLine": owner.cmdline(), "ownerCwd": owner.cwd()}
-    except psutil.Error:
-        return {"ownerCommandLine": None, "ownerCwd": None}
-
-
 def stop_orphan(pid: int, started: float | None, grace: float) -> str | None:
     """Kill what an earlier, dead supervisor left running of a job, if pid is still that job's
     process (same pid and start time); never a process that is not the job's. Returns what was
     done, for the job's reason, or None if the process is simply gone."""
+    import psutil  # here: a batch with nothing left over from a dead supervisor does not need it
+
     if started is None:
         if not psutil.pid_exists(pid):
             return None
@@ -100,7 +92,8 @@ def open_batch(
             plan.records[job_id].reason = reason
     supervisor = {
         **statefile.supervisor_identity(),
-        **_owner(),
+        "ownerCommandLine": spec["owner"]["commandLine"],
+        "ownerCwd": spec["owner"]["cwd"],
         "running": True,
         "result": None,
         "startDateTime": format_datetime(time.time()),

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import hashlib
-import hmac
 import os
 import re
-import shlex
 from typing import Any, Literal, TypedDict
 
 from .dates import format_elapsed
@@ -171,6 +168,8 @@ def env_digest(value: str, salt: bytes | None = None) -> str:
     """ "blake2b:SALT:DIGEST" of an env value. The salt is random per process (each batch run gets
     its own), so equal values in two batches give different digests; a resume compares a new
     value with the digest through the digest's own salt (env_matches)."""
+    import hashlib  # here, as hmac and shlex below: most batches need none of them, and they are slow to import
+
     global _process_salt
     if salt is None:
         if _process_salt is None:
@@ -185,6 +184,8 @@ def is_env_digest(value: str) -> bool:
 
 
 def env_matches(digest: str, value: str) -> bool:
+    import hmac
+
     match = _ENV_DIGEST.fullmatch(digest)
     return match is not None and hmac.compare_digest(env_digest(value, bytes.fromhex(match[1])), digest)
 
@@ -386,5 +387,7 @@ def transition(record: JobRecord, status: JobRunningStatus, **fields: Any) -> di
 def split_command(command: str) -> list[str]:
     """shlex.split, without shlex's cost when nothing is quoted or escaped (the usual case)."""
     if not command.isascii() or "'" in command or '"' in command or "\\" in command:
+        import shlex
+
         return shlex.split(command)
     return command.split()

@@ -45,6 +45,14 @@ class BatchOptions(_RequiredOptions, total=False):
     dask: str  # run the attempts on the Dask cluster of this scheduler address; absent: the local pool
 
 
+class BatchOwner(TypedDict):
+    """The process that owns the batch (the JobManager's), as it describes itself, for a person
+    reading the state: what ran this batch."""
+
+    commandLine: list[str]
+    cwd: str | None
+
+
 class BatchSpec(TypedDict):
     """The first line on the supervisor's stdin: the batch to run."""
 
@@ -52,6 +60,7 @@ class BatchSpec(TypedDict):
     options: BatchOptions
     cancel: list[str]  # ids cancelled before the batch started
     jobs: list[dict[str, Any]]  # {"id", <model.DEFINITION_FIELDS>}
+    owner: BatchOwner
 
 
 class CancelMessage(TypedDict):

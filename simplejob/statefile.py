@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -91,6 +90,8 @@ def basis(state: State | None) -> list[int] | None:
 
 
 def supervisor_identity() -> dict[str, Any]:
+    import socket  # here: only the supervisor needs it
+
     return {"pid": os.getpid(), "host": socket.gethostname()}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import select
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from .model import JobDefinition
 from .programs import python_command
 from .protocol import (
     BatchOptions,
+    BatchOwner,
     BatchSpec,
     ControlMessage,
     FatalReply,
@@ -100,7 +102,16 @@ class BatchPlan:
             "options": self.options,
             "cancel": self.cancelled,
             "jobs": [{"id": d.id, **d.to_spec()} for d in self.definitions],
+            "owner": _this_process(),
         }
+
+
+def _this_process() -> BatchOwner:
+    try:
+        cwd: str | None = os.getcwd()
+    except OSError:  # removed since
+        cwd = None
+    return {"commandLine": list(sys.orig_argv), "cwd": cwd}
 
 
 class SupervisorRun:

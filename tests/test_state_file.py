@@ -332,6 +332,19 @@ def fs_spy(tmp_path, monkeypatch):
     return events
 
 
+def test_the_state_names_the_command_line_and_directory_of_the_process_that_ran_the_batch(tmp_path):
+    """As that process was started (the manager sends its own; the supervisor does not look it up)."""
+    workdir = tmp_path / "work dir"
+    workdir.mkdir()
+    code = "import sys; from simplejob import JobManager; m = JobManager(stateFile=sys.argv[1]); "
+    code += "m.entry([{'id': 'a', 'commandLine': 'true'}]); m.run()"
+    path = tmp_path / "state.json"
+    subprocess.run([sys.executable, "-c", code, str(path)], cwd=workdir, check=True, timeout=60)
+    supervisor = read_state(path)["supervisor"]
+    assert supervisor["ownerCommandLine"] == [sys.executable, "-c", code, str(path)]
+    assert supervisor["ownerCwd"] == str(workdir)
+
+
 def test_the_state_is_on_disk_when_run_returns(tmp_path, fs_spy):
     path = tmp_path / "state.json"
     manager = JobManager(stateFile=str(path), maxWorkers=2)

@@ -14,8 +14,10 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import psutil
+if TYPE_CHECKING:  # imported where used, as in proctree.py
+    import psutil
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -143,6 +145,8 @@ def _program(name: str, search: str, *, cache: bool) -> str:
 
 def descendants(pid: int) -> list[psutil.Process]:
     """The processes below pid, by their parent links (orphans included where we are a subreaper)."""
+    import psutil
+
     try:
         return psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
@@ -164,6 +168,8 @@ def reap_zombies() -> bool:
 
 def signal_all(procs: list[psutil.Process], group: int | None, *, force: bool) -> None:
     """SIGTERM (force: SIGKILL) to the job's process group and to each process."""
+    import psutil
+
     if group is not None:
         try:
             os.killpg(group, signal.SIGKILL if force else signal.SIGTERM)
@@ -182,6 +188,8 @@ def signal_all(procs: list[psutil.Process], group: int | None, *, force: bool) -
 def job_group(pid: int) -> tuple[int | None, list[psutil.Process]]:
     """For a job whose launcher is gone: its process group (its pid, the job started a session)
     and the other processes still in it, which may have lost their parent link to the job."""
+    import psutil
+
     return pid, [p for p in psutil.process_iter() if p.pid != pid and _pgid(p.pid) == pid]
 
 
