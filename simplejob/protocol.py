@@ -4,7 +4,8 @@ Every message is one JSON object on one line (pipes.LineReader reads them):
 
     caller (JobManager) --stdin--> supervisor   BatchSpec, then ControlMessage lines
     supervisor --stdout--> caller                one SupervisorReply line, then nothing
-    supervisor --stdin--> worker                 RunMessage (an AttemptSpec plus "op") / CancelMessage
+    supervisor --stdin--> worker                 RunMessage (an AttemptSpec plus "op", "after"),
+                                                 CancelAttemptMessage, HoldMessage
     worker --stdout--> supervisor                WorkerEvent lines ("started", "finished", "returned")
 
 The TypedDicts say which keys a line holds; the code that builds a message is the only code
@@ -131,6 +132,9 @@ class AttemptSpec(TypedDict):
 
 class RunMessage(AttemptSpec):
     op: Literal["run"]
+    # None, or the job this attempt waits on, sent to the worker that has it (the last it was
+    # given): start only once that one has succeeded; if it did not, or is not here, give it back
+    after: str | None
 
 
 class CancelAttemptMessage(TypedDict):
@@ -138,7 +142,13 @@ class CancelAttemptMessage(TypedDict):
     id: str
 
 
-WorkerCommand = RunMessage | CancelAttemptMessage
+class HoldMessage(TypedDict):
+    """Nothing new may start (a job failed, keepGoing is off): give back every waiting attempt."""
+
+    op: Literal["hold"]
+
+
+WorkerCommand = RunMessage | CancelAttemptMessage | HoldMessage
 
 
 # --- worker -> supervisor ---------------------------------------------------------------------

@@ -240,6 +240,10 @@ class Supervisor:
     def start_ready(self) -> None:
         for job_id in self.scheduler.take(self.executor.free_slots()):
             self.executor.submit(self._attempt(self.records[job_id]))
+        for tail, room in self.executor.tails():
+            for job_id in self.scheduler.follow(tail, room):
+                self.executor.submit(self._attempt(self.records[job_id]), after=tail)
+                tail = job_id
 
     # --- transitions ------------------------------------------------------------------------------
 

@@ -46,7 +46,8 @@ class InMemoryExecutor(Executor):
     def free_slots(self) -> int:
         return self.slots - len(self.submitted)
 
-    def submit(self, spec: AttemptSpec) -> None:
+    def submit(self, spec: AttemptSpec, after: str | None = None) -> None:
+        assert after is None, "no tails() here"
         assert spec["id"] not in self.submitted, f"{spec['id']} submitted twice"
         self.submitted[spec["id"]] = spec
         self.history.append((spec["id"], spec["attempt"]))

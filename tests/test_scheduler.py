@@ -256,3 +256,76 @@ def test_a_cancelled_parked_job_does_not_keep_the_batch_from_being_done():
 def test_without_capacities_resources_are_left_to_the_executor():
     s, _ = make({"a": [], "b": []}, needs={"a": {"gpu": 1}, "b": {"gpu": 1}})
     assert s.take(5) == ["a", "b"]
+
+
+# --- follow-ons: what may wait on a slot behind the job it waits on -------------------------------
+
+CHAIN = {"a": [], "b": ["a"], "c": ["b"], "d": ["c"]}
+
+
+def test_a_chain_is_handed_out_behind_the_job_in_flight_up_to_the_limit():
+    s, _ = make(CHAIN)
+    assert s.take(10) == ["a"]
+    assert s.follow("a", 2) == ["b", "c"]  # each waits on the one before and on nothing else
+    assert s.take(10) == []  # they are in flight: not handed out again
+    assert s.finished("a", "ok") == []  # b already runs (or waits on its slot): not released again
+    assert s.finished("b", "ok") == []
+    assert s.follow("c", 5) == ["d"]
+    s.finished("c", "ok")
+    s.finished("d", "ok")
+    assert s.done()
+
+
+def test_a_follow_on_given_back_after_its_job_failed_waits_and_runs_only_after_a_retry_succeeded():
+    s, clock = make(CHAIN)
+    assert s.take(10) == ["a"]
+    assert s.follow("a", 1) == ["b"]
+    s.retry_after("a", 1.0)  # a failed; its slot gives b back unstarted
+    assert s.returned("b") is False
+    assert s.take(10) == []  # b still waits on a: not ready
+    clock.advance(1.0)
+    assert s.take(10) == ["a"]  # the retry
+    assert s.finished("a", "ok") == ["b"]
+    assert s.take(10) == ["b"]
+
+
+def test_a_follow_on_given_back_after_its_job_failed_for_good_never_runs():
+    s, _ = make(CHAIN, keep_going=True)
+    assert s.take(10) == ["a"]
+    assert s.follow("a", 3) == ["b", "c", "d"]
+    s.finished("a", "failed")
+    for job in ("b", "c", "d"):
+        assert s.returned(job) is False
+    assert s.take(10) == []
+    assert s.done()
+
+
+def test_no_follow_on_for_a_job_with_another_unmet_wait_nor_past_a_ready_job_nor_with_the_gate_closed():
+    s, _ = make(DIAMOND)
+    assert s.take(1) == ["a"]
+    assert s.follow("a", 5) == ["b"]  # b and c wait on a alone; one follows it (the other may start elsewhere)
+    assert s.follow("b", 5) == []  # d also waits on c
+    s, _ = make({"a": [], "x": [], "b": ["a"]})
+    assert s.take(1) == ["a"]
+    assert s.follow("a", 5) == []  # x is ready and waits in line: b must not pass it
+    s, _ = make({"a": [], "x": [], "b": ["x"]})
+    assert s.take(2) == ["a", "x"]
+    s.finished("a", "failed")
+    assert s.follow("x", 5) == []  # the gate is closed
+
+
+def test_no_follow_on_with_priorities_or_resources():
+    s, _ = make(CHAIN, priorities={"c": 1})
+    assert s.take(10) == ["a"]
+    assert s.follow("a", 5) == []
+    s, _ = make(CHAIN, needs={"b": {"gpu": 1}}, capacities={"gpu": 1})
+    assert s.take(10) == ["a"]
+    assert s.follow("a", 5) == []
+
+
+def test_cancel_of_a_follow_on_asks_for_a_kill_like_any_job_in_flight():
+    s, _ = make(CHAIN)
+    s.take(10)
+    assert s.follow("a", 1) == ["b"]
+    assert s.cancel("b") == "kill"
+    assert s.returned("b") is True  # given back unstarted: cancelled

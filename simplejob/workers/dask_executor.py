@@ -172,7 +172,8 @@ class DaskExecutor(Executor):
         free = 0 if self.lost else self.limit - len(self.job_of)
         return free if free >= self.refill else 0
 
-    def submit(self, spec: AttemptSpec) -> None:
+    def submit(self, spec: AttemptSpec, after: str | None = None) -> None:
+        assert after is None, "a Dask slot gives no tails()"
         self.serial += 1
         key = f"{self.topic}-{self.serial}"
         with self.lock:  # before it is sent: its events may come before client.map() returns
@@ -193,7 +194,7 @@ class DaskExecutor(Executor):
             if self.lost:
                 self._post_all(self._interrupted(spec["id"], self.lost) for _, spec in members)
                 continue
-            lines = [json.dumps({"op": "run", **spec}) + "\n" for _, spec in members]
+            lines = [json.dumps({"op": "run", "after": None, **spec}) + "\n" for _, spec in members]
             ids = [spec["id"] for _, spec in members]
             serials = [int(key.rsplit("-", 1)[1]) for key in keys]
             try:

@@ -27,15 +27,22 @@ class Executor(abc.ABC):
         """How many attempts can be submitted now (an executor may queue a few ahead)."""
 
     @abc.abstractmethod
-    def submit(self, spec: AttemptSpec) -> None:
-        """Run an attempt (protocol.AttemptSpec) when a slot has room."""
+    def submit(self, spec: AttemptSpec, after: str | None = None) -> None:
+        """Run an attempt (protocol.AttemptSpec) when a slot has room; with after (a job id from
+        tails()), on that job's slot, after it, and only if it succeeds."""
+
+    def tails(self) -> list[tuple[str, int]]:
+        """For each slot that runs what it holds in order, starting each attempt only if the one
+        before it succeeded (and giving it back otherwise): the id of its last attempt and how
+        many more it can take. Empty where slots do not (the default)."""
+        return []
 
     def flush(self) -> None:  # noqa: B027  (optional: a no-op by default)
         """Send what submit() queued (called once per turn of the supervisor's loop)."""
 
     def hold(self) -> None:  # noqa: B027  (optional: a no-op by default)
         """Nothing new may start (a job failed, keepGoing is off): give back ("returned") what was
-        submitted ahead and has not started. The local pool's workers already do so by themselves."""
+        submitted ahead and has not started."""
 
     def broken(self) -> str | None:
         """Why nothing more can run here (e.g. the cluster's scheduler is gone), or None."""

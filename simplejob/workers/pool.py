@@ -2,9 +2,12 @@
 
 A worker claims an attempt when it has room: nothing running, or a short job running (not yet
 announced as started) and fewer than QUEUE_AHEAD attempts waiting behind it, so that it starts
-the next attempt without a round trip through the supervisor. It reports "started", "finished"
-and "returned" events on its stdout. A worker that dies is noticed at once (end of its stdout): the tree of
-the job it ran is killed and the attempt is reported as failed with the reason.
+the next attempt without a round trip through the supervisor. A worker starts a waiting attempt
+only if the one before it succeeded, so an attempt can also wait there behind the job it waits on
+(Executor.tails, Scheduler.follow): a chain of short jobs runs link after link in one worker.
+A worker reports "started", "finished" and "returned" events on its stdout. A worker that dies is
+noticed at once (end of its stdout): the tree of the job it ran is killed and the attempt is
+reported as failed with the reason.
 """
 
 from __future__ import annotations
@@ -161,21 +164,31 @@ class LocalProcessPool(Executor):
     def free_slots(self) -> int:
         return sum(w.room() for w in self.workers) + self.max_workers - len(self.workers)
 
-    def submit(self, spec: AttemptSpec) -> None:
-        worker = next((w for w in self.workers if not w.assigned), None)
-        if worker is None and len(self.workers) < self.max_workers:
-            worker = self._spawn()
-        if worker is None:
-            worker = max(self.workers, key=_Worker.room)
+    def tails(self) -> list[tuple[str, int]]:
+        return [(w.assigned[-1]["id"], w.room()) for w in self.workers if w.assigned and w.room() > 0]
+
+    def submit(self, spec: AttemptSpec, after: str | None = None) -> None:
+        if after is not None:
+            worker = next(w for w in self.workers if w.assigned and w.assigned[-1]["id"] == after)
+        else:
+            found = next((w for w in self.workers if not w.assigned), None)
+            if found is None and len(self.workers) < self.max_workers:
+                found = self._spawn()
+            worker = found or max(self.workers, key=_Worker.room)
         if not worker.assigned:
             worker.job_pid = worker.job_started = None
         worker.assigned.append(spec)
-        run: RunMessage = {"op": "run", **spec}
+        run: RunMessage = {"op": "run", "after": after, **spec}
         worker.send(run)
 
     def flush(self) -> None:
         for worker in self.workers:
             worker.flush()
+
+    def hold(self) -> None:
+        for worker in self.workers:
+            if len(worker.assigned) > 1:  # attempts wait behind the running one
+                worker.send({"op": "hold"})
 
     def take_events(self) -> list[Event]:
         events, self.events = self.events, []

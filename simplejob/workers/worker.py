@@ -3,12 +3,14 @@
 Protocol (simplejob/protocol.py): one JSON object per line. The supervisor writes to our stdin
     RunMessage            run it now, or after the attempts already here (see pool.QUEUE_AHEAD)
     CancelAttemptMessage  kill that attempt's tree, or drop it if it has not started
+    HoldMessage           give back every attempt waiting here
 and we answer on stdout with Events: "started" (with the ids of the attempts we give back),
 "finished", and "returned" (a waiting attempt was not started: schedule it elsewhere).
 End of stdin means the supervisor is gone (or done): we kill what runs and exit.
 
 Short jobs are the common case, so two things keep the supervisor off their critical path: an
-attempt waiting here starts the moment the previous one succeeds, and "started" is only sent
+attempt waiting here starts the moment the previous one succeeds (only then: it may wait on that
+one, see Scheduler.follow), and "started" is only sent
 for an attempt still running after ANNOUNCE_DELAY (its end would otherwise come right after).
 An attempt that runs that long gives the attempts waiting behind it back ("returned" in
 "started"), so nothing waits behind a long job while another worker is free.
@@ -141,6 +143,7 @@ class Worker:
         self.selector.register(self.commands.fd, selectors.EVENT_READ)
         self.current: Attempt | None = None
         self.waiting: deque[AttemptSpec] = deque()  # the attempts to run next
+        self.last_ended: tuple[str, bool] | None = None  # the last attempt that ended here, and whether it succeeded
         self.stdin_open = True
         proctree.become_subreaper()
 
@@ -174,20 +177,43 @@ class Worker:
             return
         for message in messages:
             if message["op"] == "run":
-                spec: AttemptSpec = cast(RunMessage, message)  # its "op" key is harmless
-                if self.current is None:
+                spec = cast(RunMessage, message)  # its "op" and "after" keys are harmless
+                after = spec["after"]
+                if after is not None and not self.holds(after) and self.last_ended != (after, True):
+                    # what it waits on failed, was cancelled or given back before this came
+                    self.send(Event("returned", spec["id"], time.time()))
+                elif self.current is None:
                     self.start(spec)
                 else:
                     self.waiting.append(spec)
             elif message["op"] == "cancel":
                 self.cancel(message["id"])
+            elif message["op"] == "hold":
+                self.give_back()
+
+    def holds(self, job_id: str) -> bool:
+        """The attempt runs or waits here."""
+        if self.current is not None and self.current.id == job_id:
+            return True
+        return any(spec["id"] == job_id for spec in self.waiting)
 
     def cancel(self, job_id: str) -> None:
+        ids = [spec["id"] for spec in self.waiting]
         if self.current is not None and self.current.id == job_id:
             self.stop_current("cancelled", cancelled=True)
-        elif any(spec["id"] == job_id for spec in self.waiting):
-            self.waiting = deque(spec for spec in self.waiting if spec["id"] != job_id)
+        elif job_id in ids:
+            at = ids.index(job_id)
+            del self.waiting[at]
             self.send(Event("finished", job_id, time.time(), cancelled=True, reason="cancelled"))
+            self.give_back(keep=at)  # what waited behind it may wait on it: the supervisor decides again
+
+    def give_back(self, keep: int = 0) -> None:
+        """Return the attempts waiting here, after the first keep, unstarted: the supervisor
+        schedules them again (or not)."""
+        returned = list(self.waiting)[keep:]
+        self.waiting = deque(list(self.waiting)[:keep])
+        for spec in returned:
+            self.send(Event("returned", spec["id"], time.time()))
 
     def start(self, spec: AttemptSpec) -> None:
         attempt = Attempt(spec)
@@ -252,6 +278,7 @@ class Worker:
                 attempt.note(f"the job left {len(leftovers)} process(es) running {leftovers}; killed them")
         attempt.close()
         self.current = None
+        self.last_ended = (attempt.id, exit_code == 0)
         self.send(Event(
             "finished", attempt.id, time.time(), pid=pid, start_t=attempt.start_time,
             exit_code=exit_code, timed_out=timed_out, cancelled=cancelled, reason=reason, leftovers=len(leftovers),
@@ -261,9 +288,7 @@ class Worker:
         if exit_code == 0 and self.stdin_open:
             self.start(self.waiting.popleft())
         else:  # after a failure the supervisor decides whether anything else may start
-            for spec in self.waiting:
-                self.send(Event("returned", spec["id"], time.time()))
-            self.waiting.clear()
+            self.give_back()
 
 
 def main() -> None:
