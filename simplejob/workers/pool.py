@@ -16,10 +16,9 @@ import gc
 import os
 import selectors
 import signal
-import subprocess
 import threading
 import time
-import traceback
+from typing import TYPE_CHECKING
 
 from ..pipes import LineReader, encode_lines, select_timeout, write_all
 from ..programs import python_command
@@ -27,6 +26,9 @@ from ..protocol import AttemptSpec, CancelAttemptMessage, Event, RunMessage, Wor
 from . import proctree
 from .executor import Executor
 from .worker import main as worker_main
+
+if TYPE_CHECKING:  # (subprocess and traceback are imported where used: a supervisor that forks needs neither)
+    import subprocess
 
 QUEUE_AHEAD = 8  # attempts a worker may hold behind a short running one: rides out a slow supervisor
 MAX_FD = os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1 << 16
@@ -81,6 +83,8 @@ def fork_worker() -> ForkedWorker | subprocess.Popen[bytes]:
             worker_main()
             code = 0
         except BaseException:
+            import traceback
+
             traceback.print_exc()
         finally:
             os._exit(code)
@@ -92,6 +96,8 @@ def fork_worker() -> ForkedWorker | subprocess.Popen[bytes]:
 def start_worker() -> subprocess.Popen[bytes]:
     """A worker process (simplejob/workers/worker.py) in a new interpreter, its stdin and stdout
     pipes unbuffered. Also used on Dask workers (dask_task.py)."""
+    import subprocess
+
     proc = subprocess.Popen(
         python_command("simplejob.workers.worker"),
         stdin=subprocess.PIPE,

@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import selectors
 import signal
-import socket
 import sys
 import time
 from collections import deque
@@ -81,6 +80,8 @@ def _open_log(path: str) -> BinaryIO | str:
     try:
         fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     except OSError as error:  # on a cluster, also: the log directory is not shared with this machine
+        import socket  # here: the supervisor, which workers are forked from, does not need it
+
         return f"cannot open its log file {path!r} on host {socket.gethostname()}: {error.strerror}"
     return os.fdopen(fd, "ab", buffering=0)
 
