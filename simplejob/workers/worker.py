@@ -219,11 +219,11 @@ class Worker:
     def start(self, spec: AttemptSpec) -> None:
         attempt = Attempt(spec)
         failure = attempt.start()
-        if failure is not None:
+        if failure is None:
+            self.current = attempt
+        else:
             attempt.close()
             self.finish(attempt, exit_code=failure[0], reason=failure[1])
-            return
-        self.current = attempt
 
     def check_current(self) -> None:
         attempt = self.current
@@ -280,16 +280,24 @@ class Worker:
         attempt.close()
         self.current = None
         self.last_ended = (attempt.id, exit_code == 0)
-        self.send(Event(
+        ended = Event(
             "finished", attempt.id, time.time(), pid=pid, start_t=attempt.start_time,
             exit_code=exit_code, timed_out=timed_out, cancelled=cancelled, reason=reason, leftovers=len(leftovers),
-        ))  # fmt: skip
-        if not self.waiting:
+        )  # fmt: skip
+        if not (self.waiting and exit_code == 0 and self.stdin_open):
+            self.send(ended)
+            self.give_back()  # (after a failure the supervisor decides whether anything else may start)
             return
-        if exit_code == 0 and self.stdin_open:
-            self.start(self.waiting.popleft())
-        else:  # after a failure the supervisor decides whether anything else may start
-            self.give_back()
+        # The next attempt starts before the end is reported: a chain's next link does not wait
+        # for the pipe write that wakes the supervisor.
+        following = Attempt(self.waiting.popleft())
+        failure = following.start()
+        self.send(ended)
+        if failure is None:
+            self.current = following
+        else:
+            following.close()
+            self.finish(following, exit_code=failure[0], reason=failure[1])
 
 
 def main() -> None:
