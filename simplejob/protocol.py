@@ -143,7 +143,8 @@ class CancelAttemptMessage(TypedDict):
 
 
 class HoldMessage(TypedDict):
-    """Nothing new may start (a job failed, keepGoing is off): give back every waiting attempt."""
+    """Nothing new may start (a job failed, keepGoing is off): give back every waiting attempt
+    that is a job's first (retries go on)."""
 
     op: Literal["hold"]
 

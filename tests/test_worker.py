@@ -111,22 +111,26 @@ def test_a_cancelled_waiting_attempt_takes_back_what_waited_behind_it(worker, tm
     assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
 
 
-def test_hold_gives_back_every_waiting_attempt_and_lets_the_running_one_finish(worker, tmp_path):
+def test_hold_gives_back_every_waiting_first_attempt_and_lets_the_running_one_and_retries_go_on(worker, tmp_path):
+    """Once a job failed without keepGoing nothing new may start; a retry may (the fail-fast gate
+    lets it through: given back, it would only be sent again)."""
+    retry = {**attempt("r", ["touch", str(tmp_path / "r")]), "attempt": 2, "attempts": 2}
     send(
         worker,
-        attempt("a", ["sleep", "0.3"]),
+        attempt("a", ["true"]),
         attempt("b", ["touch", str(tmp_path / "b")]),
+        retry,
         attempt("c", ["touch", str(tmp_path / "c")]),
         {"op": "hold"},
     )
     got = events(worker, 4)
-    assert [(e.kind, e.id) for e in got] == [
-        ("returned", "b"),
-        ("returned", "c"),
-        ("started", "a"),
-        ("finished", "a"),
+    assert [(e.kind, e.id, e.exit_code) for e in got] == [
+        ("returned", "b", None),
+        ("returned", "c", None),
+        ("finished", "a", 0),
+        ("finished", "r", 0),
     ]
-    assert got[3].exit_code == 0
+    assert (tmp_path / "r").exists()
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
 
 

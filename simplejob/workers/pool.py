@@ -193,7 +193,7 @@ class LocalProcessPool(Executor):
 
     def hold(self) -> None:
         for worker in self.workers:
-            if len(worker.assigned) > 1:  # attempts wait behind the running one
+            if any(spec["attempt"] == 1 for spec in worker.assigned[1:]):  # first attempts wait behind the running one
                 worker.send({"op": "hold"})
 
     def take_events(self) -> list[Event]:

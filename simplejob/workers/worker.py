@@ -3,7 +3,7 @@
 Protocol (simplejob/protocol.py): one JSON object per line. The supervisor writes to our stdin
     RunMessage            run it now, or after the attempts already here (see pool.QUEUE_AHEAD)
     CancelAttemptMessage  kill that attempt's tree, or drop it if it has not started
-    HoldMessage           give back every attempt waiting here
+    HoldMessage           give back every first attempt waiting here (retries go on)
 and we answer on stdout with Events: "started" (with the ids of the attempts we give back),
 "finished", and "returned" (a waiting attempt was not started: schedule it elsewhere).
 End of stdin means the supervisor is gone (or done): we kill what runs and exit.
@@ -190,7 +190,7 @@ class Worker:
             elif message["op"] == "cancel":
                 self.cancel(message["id"])
             elif message["op"] == "hold":
-                self.give_back()
+                self.hold()
 
     def holds(self, job_id: str) -> bool:
         """The attempt runs or waits here."""
@@ -207,6 +207,14 @@ class Worker:
             del self.waiting[at]
             self.send(Event("finished", job_id, time.time(), cancelled=True, reason="cancelled"))
             self.give_back(keep=at)  # what waited behind it may wait on it: the supervisor decides again
+
+    def hold(self) -> None:
+        """Give back the waiting attempts that are a job's first: nothing new may start. Retries
+        go on (the fail-fast gate lets them through; given back, they would only come again)."""
+        first = [spec for spec in self.waiting if spec["attempt"] == 1]
+        self.waiting = deque(spec for spec in self.waiting if spec["attempt"] > 1)
+        for spec in first:
+            self.send(Event("returned", spec["id"], time.time()))
 
     def give_back(self, keep: int = 0) -> None:
         """Return the attempts waiting here, after the first keep, unstarted: the supervisor
