@@ -10,8 +10,8 @@ End of stdin means the supervisor is gone (or done): we kill what runs and exit.
 
 Short jobs are the common case, so two things keep the supervisor off their critical path: an
 attempt waiting here starts the moment the previous one succeeds (only then: it may wait on that
-one, see Scheduler.follow), and "started" is only sent
-for an attempt still running after ANNOUNCE_DELAY (its end would otherwise come right after).
+one, see Scheduler.follow), before that end is reported; and "started" is only sent for an
+attempt still running after ANNOUNCE_DELAY (its end would otherwise come right after).
 An attempt that runs that long gives the attempts waiting behind it back ("returned" in
 "started"), so nothing waits behind a long job while another worker is free.
 
@@ -224,9 +224,14 @@ class Worker:
         for spec in returned:
             self.send(Event("returned", spec["id"], time.time()))
 
-    def start(self, spec: AttemptSpec) -> None:
+    def start(self, spec: AttemptSpec, *, report_after_spawn: Event | None = None) -> None:
+        """Start an attempt; report_after_spawn (the end of the one before) is sent once its
+        process exists: a chain's next link does not wait for the pipe write that wakes the
+        supervisor."""
         attempt = Attempt(spec)
         failure = attempt.start()
+        if report_after_spawn is not None:
+            self.send(report_after_spawn)
         if failure is None:
             self.current = attempt
         else:
@@ -292,20 +297,11 @@ class Worker:
             "finished", attempt.id, time.time(), pid=pid, start_t=attempt.start_time,
             exit_code=exit_code, timed_out=timed_out, cancelled=cancelled, reason=reason, leftovers=len(leftovers),
         )  # fmt: skip
-        if not (self.waiting and exit_code == 0 and self.stdin_open):
-            self.send(ended)
-            self.give_back()  # (after a failure the supervisor decides whether anything else may start)
-            return
-        # The next attempt starts before the end is reported: a chain's next link does not wait
-        # for the pipe write that wakes the supervisor.
-        following = Attempt(self.waiting.popleft())
-        failure = following.start()
-        self.send(ended)
-        if failure is None:
-            self.current = following
+        if self.waiting and exit_code == 0 and self.stdin_open:
+            self.start(self.waiting.popleft(), report_after_spawn=ended)
         else:
-            following.close()
-            self.finish(following, exit_code=failure[0], reason=failure[1])
+            self.send(ended)
+            self.give_back()  # after a failure the supervisor decides whether anything else may start
 
 
 def main() -> None:
