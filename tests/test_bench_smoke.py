@@ -31,6 +31,7 @@ def bench_module(name: str) -> types.ModuleType:
 @pytest.mark.skipif(shutil.which("make") is None, reason="the benchmark's baseline is make")
 @pytest.mark.timeout(300)
 def test_quick_benchmark_runs_and_prints_its_tables(tmp_path):
+    """With --against HEAD: the same code installed a second time from git, timed beside it."""
     raw = tmp_path / "bench.json"
     proc = subprocess.run(
         [
@@ -53,6 +54,8 @@ def test_quick_benchmark_runs_and_prints_its_tables(tmp_path):
             str(tmp_path),
             "--json",
             str(raw),
+            "--against",
+            "HEAD",
         ],
         capture_output=True,
         text=True,
@@ -75,6 +78,11 @@ def test_quick_benchmark_runs_and_prints_its_tables(tmp_path):
         assert column in out
     for row in ("| fan | 300 |", "| layers | 300 |", "| chain | 200 |"):
         assert row in out
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=BENCH.parent, capture_output=True, text=True)
+    against = f"simplejob HEAD ({head.stdout.strip()})"
+    assert f"| {against} (s) | × make |" in out
+    assert f"- also timed (--against HEAD): simplejob as of commit {head.stdout.strip()}" in out
+    assert re.search(rf"^- chain:200 {re.escape(against)}: [0-9.]+ \(", out, re.M)
     # simplejob's CPU split by process has a figure in every row of the details table.
     split = r"[0-9]+\.[0-9]{2} / [0-9]+\.[0-9]{2} / [0-9]+\.[0-9]{2} / [0-9]+\.[0-9]{2}"
     for graph, jobs in (("fan", 300), ("layers", 300), ("chain", 200)):
@@ -143,6 +151,18 @@ def test_quick_benchmark_runs_and_prints_its_tables(tmp_path):
     assert verdicts["dependency-to-start delay median under 1 ms (chain:200)"] in ("met", "NOT met")
     assert verdicts["peak RSS of the caller and of the supervisor at 100,000 jobs under 200 MB each"] == "not judged"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("simplejob-bench-")], "temporary files left"
+
+
+def test_against_a_revision_that_names_nothing_fails_at_once_naming_it(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "fan:10", "--against", "no-such-revision", "--tmpdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "--against 'no-such-revision': not a revision of this repository" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_graphs_have_the_documented_shape():

@@ -42,6 +42,9 @@ def main(argv: list[str]) -> int:
     bench = Bench(options)
     try:
         precompile()
+        against = bench.install_against()  # first: a REV that names nothing fails at once
+        if against:
+            header.append(against)
         bench.install_simplejob()
         bench.setup_venv()
         measured = measure(bench, options)
@@ -125,6 +128,12 @@ def add_what_runs(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--reference", action="store_true", help=f"add {REFERENCE_PACKAGE} from PyPI")
     parser.add_argument("--doit", action="store_true", help="add doit -n 2 (doit from PyPI)")
+    parser.add_argument(
+        "--against",
+        metavar="REV",
+        help="add simplejob as of REV (a commit, tag or branch of this repository), installed and timed "
+        "as this checkout's is, in the same rounds: two versions side by side with make (an A/B)",
+    )
     parser.add_argument(
         "--venv", help="virtual environment for --reference/--doit, reused if it exists (default: a throw-away one)"
     )

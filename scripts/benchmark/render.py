@@ -55,7 +55,8 @@ def run_section(options: argparse.Namespace, measured: Measured, header: list[st
     """The command, the machine, and how long and how quiet the run was."""
     lines = ["## Benchmark run", "", f"Command: `{command}`", "", *header]
     warm_up = (
-        f"after an untimed warm-up run of make and simplejob on {options.graphs[0].name}; "
+        f"after an untimed warm-up run of make and simplejob{' (both versions)' if options.against else ''} "
+        f"on {options.graphs[0].name}; "
         if options.warm_up and options.graphs
         else ""
     )

@@ -77,7 +77,7 @@ def run_rounds(bench: Bench, options: argparse.Namespace, measured: Measured) ->
     systems = measured.systems
     given_up: set[tuple[Spec, str]] = set()  # 0.0.6 or doit timed out or failed: not run again on that graph
     if options.warm_up and options.graphs:
-        for system in [s for s in systems if s in ("make", "simplejob")]:
+        for system in [s for s in systems if s in ("make", "simplejob", "against")]:
             outcome = runners[system](options.graphs[0])
             progress(f"warm-up {options.graphs[0].name} {TITLES[system]}: {fmt_s(outcome.seconds)} s (not counted)")
     for round_number in range(options.rounds):

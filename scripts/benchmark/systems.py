@@ -13,6 +13,8 @@ simplejob   this checkout's simplejob, installed as a user installs it (install_
 reference   simplejob 0.0.6 from PyPI: `python -c measure.TIMED_REFERENCE` in the Python of a
             throw-away environment
 doit        `doit -n 2`, from the same throw-away environment
+against     with --against REV: simplejob as of that revision of this repository (`git archive`),
+            installed and timed as this checkout's is, its state file checked the same way
 
 And once, after the rounds (rounds.run_extras): the floor, `python -c measure.FLOOR` (2 forked
 Python processes, each posix_spawn + waitpid of its half of the jobs, `true`, one at a time).
@@ -22,11 +24,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -39,8 +43,14 @@ from .processes import last_json, run_process, tail
 from .rss import cpu_by_process
 
 REFERENCE_PACKAGE = "simplejob==0.0.6"
-SYSTEMS = ("make", "simplejob", "reference", "doit")
-TITLES = {"make": "make -j2", "simplejob": "simplejob", "reference": "simplejob 0.0.6", "doit": "doit -n 2"}
+SYSTEMS = ("make", "simplejob", "reference", "doit", "against")
+TITLES = {
+    "make": "make -j2",
+    "simplejob": "simplejob",
+    "reference": "simplejob 0.0.6",
+    "doit": "doit -n 2",
+    "against": "simplejob --against",  # named after its revision by Bench.install_against()
+}
 
 
 @dataclasses.dataclass
@@ -62,6 +72,7 @@ class Bench:
         self.venv_python: str | None = None
         self.venv_bin: str | None = None
         self.installed_python: str | None = None  # install_simplejob()
+        self.against_python: str | None = None  # install_against()
         self.files: dict[Spec, str] = {}  # spec -> directory with its Makefile, dodo.py
 
     def close(self) -> None:
@@ -82,6 +93,7 @@ class Bench:
             "simplejob": self.run_simplejob,
             "reference": self.run_reference,
             "doit": self.run_doit,
+            "against": self.run_against,
         }
 
     def process(
@@ -129,15 +141,16 @@ class Bench:
             return Outcome(cell="error", error=f"make failed on {spec.name} ({ran.code}):\n{tail(ran.err)}")
         return Outcome(seconds=ran.seconds, cpu=ran.cpu, noise=ran.noise)
 
-    def run_simplejob(self, spec: Spec) -> Outcome:
+    def run_simplejob(self, spec: Spec, python: str | None = None) -> Outcome:
         """The timed whole process (measure.TIMED_SIMPLEJOB, RSS sampled), then the untimed check
         of its state file (measure.child_check); a failed run keeps its state file (outside the
-        workspace)."""
+        workspace). python: the environment simplejob is installed in (default: this checkout's)."""
         directory = self.fresh_dir("state")
         path = os.path.join(directory, "state.json")
         limit = self.options.max_seconds
-        assert self.installed_python is not None, "install_simplejob() first"
-        argv = [self.installed_python, "-c", TIMED_SIMPLEJOB, SCRIPTS, spec.graph, str(spec.size), path, str(WORKERS)]
+        python = python or self.installed_python
+        assert python is not None, "install_simplejob() first"
+        argv = [python, "-c", TIMED_SIMPLEJOB, SCRIPTS, spec.graph, str(spec.size), path, str(WORKERS)]
         outcome = self.process("simplejob", argv, limit, cwd=directory, sample=True)
         if outcome.data.get("rss"):
             outcome.data["cpuByProcess"] = cpu_by_process(outcome.data["rss"], outcome.cpu, spec.size)
@@ -165,6 +178,10 @@ class Bench:
         else:
             shutil.rmtree(directory, ignore_errors=True)
         return outcome
+
+    def run_against(self, spec: Spec) -> Outcome:
+        assert self.against_python is not None, "install_against() first"
+        return self.run_simplejob(spec, self.against_python)
 
     def run_floor(self, jobs: int) -> Outcome:
         """The floor (measure.FLOOR): `jobs` runs of `true`, started by 2 Python processes, each
@@ -230,6 +247,37 @@ class Bench:
         if sources_digest(where) != sources_digest(os.path.join(REPO, "simplejob")):
             raise RuntimeError(f"the simplejob installed in {where} is not this checkout's")
         self.installed_python = python
+
+    def install_against(self) -> str | None:
+        """With --against REV: simplejob as of that revision, from `git archive`, installed as
+        install_simplejob() installs this checkout's, into an environment of its own. Returns the
+        report's line on it."""
+        rev = self.options.against
+        if not rev:
+            return None
+        named = subprocess.run(
+            ["git", "-C", REPO, "rev-parse", "--short", "--verify", f"{rev}^{{commit}}"], capture_output=True, text=True
+        )
+        if named.returncode != 0:
+            raise SystemExit(f"bench: --against {rev!r}: not a revision of this repository ({named.stderr.strip()})")
+        commit = named.stdout.strip()
+        source = os.path.join(self.base, f"source-{commit}")
+        os.makedirs(source)
+        progress(f"installing simplejob as of {rev} ({commit}) from git archive")
+        archive = subprocess.run(["git", "-C", REPO, "archive", commit], capture_output=True, check=True)
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(source, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        venv = os.path.join(self.base, f"against-{commit}")
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+        python = os.path.join(venv, "bin", "python")
+        pip = [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--disable-pip-version-check", source]
+        subprocess.run(pip, check=True, stdout=subprocess.DEVNULL)
+        TITLES["against"] = f"simplejob {commit}" if commit.startswith(rev) else f"simplejob {rev} ({commit})"
+        self.against_python = python
+        return (
+            f"- also timed (--against {rev}): simplejob as of commit {commit}, installed the same way, "
+            "in the same rounds (its state files checked the same way)"
+        )
 
     def setup_venv(self) -> None:
         """With --reference / --doit: a virtual environment with simplejob 0.0.6 and doit, reused
