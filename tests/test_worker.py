@@ -40,47 +40,61 @@ def attempt(job_id: str, command: list[str], after: str | None = None) -> dict[s
     }
 
 
+class Worker:
+    """A worker process, and its events read so far but not yet asked for."""
+
+    def __init__(self) -> None:
+        self.proc = start_worker()
+        self.unread: list[Event] = []
+        self.buffer = b""
+
+    def send(self, *messages: dict[str, Any]) -> None:
+        """One write (under PIPE_BUF bytes, so the worker reads it whole, in one go)."""
+        data = "".join(json.dumps(m) + "\n" for m in messages).encode()
+        assert len(data) < 4096
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+
+    def events(self, count: int) -> list[Event]:
+        """The next count events."""
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + DEADLINE
+        while len(self.unread) < count:
+            ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            assert ready, f"no event within {DEADLINE} s; had {self.unread}"
+            self.buffer += os.read(self.proc.stdout.fileno(), 65536)
+            *lines, self.buffer = self.buffer.split(b"\n")
+            self.unread += [Event.from_json(json.loads(line)) for line in lines]
+        found, self.unread = self.unread[:count], self.unread[count:]
+        return found
+
+    def close(self) -> None:
+        """End of its stdin: it kills what runs and exits (killed if it does not)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=DEADLINE)
+
+
 @pytest.fixture
 def worker():
-    proc = start_worker()
-    yield proc
-    proc.kill()
-    proc.wait(timeout=DEADLINE)
-
-
-def send(proc: subprocess.Popen[bytes], *messages: dict[str, Any]) -> None:
-    """One write (under PIPE_BUF bytes, so the worker reads it whole, in one go)."""
-    data = "".join(json.dumps(m) + "\n" for m in messages).encode()
-    assert len(data) < 4096
-    assert proc.stdin is not None
-    proc.stdin.write(data)
-
-
-def events(proc: subprocess.Popen[bytes], count: int) -> list[Event]:
-    """The next count events."""
-    assert proc.stdout is not None
-    found: list[Event] = []
-    buffer = b""
-    deadline = time.monotonic() + DEADLINE
-    while len(found) < count:
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        assert ready, f"no event within {DEADLINE} s; had {found}"
-        buffer += os.read(proc.stdout.fileno(), 65536)
-        *lines, buffer = buffer.split(b"\n")
-        found += [Event.from_json(json.loads(line)) for line in lines]
-    return found
+    feed = Worker()
+    yield feed
+    feed.close()
 
 
 def test_a_waiting_attempt_starts_only_after_the_one_before_it_succeeded(worker, tmp_path):
-    send(
-        worker,
+    worker.send(
         attempt("a", ["true"]),
         attempt("b", ["touch", str(tmp_path / "b")]),
         attempt("c", ["false"]),
         attempt("d", ["touch", str(tmp_path / "d")]),
         attempt("e", ["touch", str(tmp_path / "e")]),
     )
-    got = events(worker, 5)
+    got = worker.events(5)
     assert [(e.kind, e.id) for e in got] == [
         ("finished", "a"),
         ("finished", "b"),
@@ -94,20 +108,19 @@ def test_a_waiting_attempt_starts_only_after_the_one_before_it_succeeded(worker,
 
 
 def test_a_cancelled_waiting_attempt_takes_back_what_waited_behind_it(worker, tmp_path):
-    send(
-        worker,
+    worker.send(
         attempt("a", ["sleep", "30"]),
         attempt("b", ["true"]),
         attempt("c", ["touch", str(tmp_path / "c")]),
         attempt("d", ["touch", str(tmp_path / "d")]),
         {"op": "cancel", "id": "c"},
     )
-    got = events(worker, 3)
+    got = worker.events(3)
     assert [(e.kind, e.id) for e in got] == [("finished", "c"), ("returned", "d"), ("started", "a")]
     assert got[0].cancelled
     assert got[2].returned == ["b"]  # a runs long: what still waited behind it goes back too
-    send(worker, {"op": "cancel", "id": "a"})
-    assert [(e.kind, e.id) for e in events(worker, 1)] == [("finished", "a")]
+    worker.send({"op": "cancel", "id": "a"})
+    assert [(e.kind, e.id) for e in worker.events(1)] == [("finished", "a")]
     assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
 
 
@@ -115,15 +128,14 @@ def test_hold_gives_back_every_waiting_first_attempt_and_lets_the_running_one_an
     """Once a job failed without keepGoing nothing new may start; a retry may (the fail-fast gate
     lets it through: given back, it would only be sent again)."""
     retry = {**attempt("r", ["touch", str(tmp_path / "r")]), "attempt": 2, "attempts": 2}
-    send(
-        worker,
+    worker.send(
         attempt("a", ["true"]),
         attempt("b", ["touch", str(tmp_path / "b")]),
         retry,
         attempt("c", ["touch", str(tmp_path / "c")]),
         {"op": "hold"},
     )
-    got = events(worker, 4)
+    got = worker.events(4)
     assert [(e.kind, e.id, e.exit_code) for e in got] == [
         ("returned", "b", None),
         ("returned", "c", None),
@@ -137,16 +149,16 @@ def test_hold_gives_back_every_waiting_first_attempt_and_lets_the_running_one_an
 def test_an_attempt_sent_after_a_job_that_already_ended_here_starts_only_if_that_job_succeeded(worker, tmp_path):
     """The supervisor sends it behind the last job it gave this worker; that job may have ended
     before the message comes."""
-    send(worker, attempt("a", ["true"]), attempt("b", ["false"]))
-    assert [(e.kind, e.id, e.exit_code) for e in events(worker, 2)] == [("finished", "a", 0), ("finished", "b", 1)]
-    send(worker, attempt("c", ["touch", str(tmp_path / "c")], after="b"))  # b failed: c must not run
-    assert [(e.kind, e.id) for e in events(worker, 1)] == [("returned", "c")]
-    send(worker, attempt("d", ["true"]), attempt("e", ["touch", str(tmp_path / "e")], after="d"))
-    assert [(e.kind, e.id) for e in events(worker, 2)] == [("finished", "d"), ("finished", "e")]
-    send(worker, attempt("f", ["sleep", "30"]), {"op": "cancel", "id": "f"})
-    assert [(e.kind, e.id) for e in events(worker, 1)] == [("finished", "f")]
-    send(worker, attempt("g", ["touch", str(tmp_path / "g")], after="f"))  # f was cancelled
-    send(worker, attempt("h", ["touch", str(tmp_path / "h")], after="nothing-here"))
-    assert [(e.kind, e.id) for e in events(worker, 2)] == [("returned", "g"), ("returned", "h")]
+    worker.send(attempt("a", ["true"]), attempt("b", ["false"]))
+    assert [(e.kind, e.id, e.exit_code) for e in worker.events(2)] == [("finished", "a", 0), ("finished", "b", 1)]
+    worker.send(attempt("c", ["touch", str(tmp_path / "c")], after="b"))  # b failed: c must not run
+    assert [(e.kind, e.id) for e in worker.events(1)] == [("returned", "c")]
+    worker.send(attempt("d", ["true"]), attempt("e", ["touch", str(tmp_path / "e")], after="d"))
+    assert [(e.kind, e.id) for e in worker.events(2)] == [("finished", "d"), ("finished", "e")]
+    worker.send(attempt("f", ["sleep", "30"]), {"op": "cancel", "id": "f"})
+    assert [(e.kind, e.id) for e in worker.events(1)] == [("finished", "f")]
+    worker.send(attempt("g", ["touch", str(tmp_path / "g")], after="f"))  # f was cancelled
+    worker.send(attempt("h", ["touch", str(tmp_path / "h")], after="nothing-here"))
+    assert [(e.kind, e.id) for e in worker.events(2)] == [("returned", "g"), ("returned", "h")]
     assert (tmp_path / "e").exists()
     assert not any((tmp_path / name).exists() for name in "cgh")
