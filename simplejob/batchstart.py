@@ -60,12 +60,10 @@ def stop_orphan(pid: int, started: float | None, grace: float) -> str | None:
 
 
 def open_batch(
-    spec: BatchSpec, heads: list[bytes] | None = None
+    spec: BatchSpec,
 ) -> tuple[statefile.State, statewriter.StateWriter, filelock.BaseFileLock, list[int] | None]:
     """Take the lock, read the earlier state (if any), plan the resume, write the first snapshot.
 
-    heads: the jobs' snapshot heads (statefile.definition_head) in the order of spec["jobs"], as
-    the manager made them; used for a new batch only (a resume may keep an earlier definition).
     Also returns the basis of the earlier state, so that a manager that planned from the same
     picture need not read the new snapshot back."""
     path = spec["stateFile"]
@@ -108,10 +106,7 @@ def open_batch(
         options=dict(options),
         records=plan.records,
     )
-    given = None
-    if old is None and heads is not None and len(heads) == len(spec["jobs"]):
-        given = {job["id"]: head for job, head in zip(spec["jobs"], heads, strict=True) if head}
-    writer = statewriter.StateWriter(path, state, heads=given)
+    writer = statewriter.StateWriter(path, state)
     writer.start()
     return state, writer, lock, statefile.basis(old)
 
@@ -160,15 +155,9 @@ def serve() -> NoReturn:
     if line is None:
         sys.exit(SupervisorExit.NOT_STARTED)  # the manager went away before sending the batch
     spec: BatchSpec = json.loads(line)
-    heads = None
-    if spec["heads"]:
-        heads_line = control.read_line()
-        if heads_line is None:
-            sys.exit(SupervisorExit.NOT_STARTED)
-        heads = heads_line.split(b"\0")
     executor = _executor(spec, pool)
     try:
-        state, writer, lock, old_basis = open_batch(spec, heads)
+        state, writer, lock, old_basis = open_batch(spec)
     except Refused as refused:
         _reply(refused.reply)
         sys.exit(SupervisorExit.NOT_STARTED)

@@ -2,7 +2,7 @@
 
 Every message is one JSON object on one line (pipes.LineReader reads them):
 
-    caller (JobManager) --stdin--> supervisor   BatchSpec (and its heads line), then ControlMessage lines
+    caller (JobManager) --stdin--> supervisor   BatchSpec, then ControlMessage lines
     supervisor --stdout--> caller                one SupervisorReply line, then nothing
     supervisor --stdin--> worker                 RunMessage (an AttemptSpec plus "op", "after"),
                                                  CancelAttemptMessage, HoldMessage
@@ -62,11 +62,6 @@ class BatchSpec(TypedDict):
     cancel: list[str]  # ids cancelled before the batch started
     jobs: list[dict[str, Any]]  # {"id", <model.DEFINITION_FIELDS>}
     owner: BatchOwner
-    # True: a second line follows, the jobs' snapshot heads (statefile.definition_head) in the
-    # order of "jobs", separated by NUL bytes (JSON text holds no raw control character), empty
-    # for a job with env. The manager makes them while the supervisor's interpreter starts, for
-    # a new state file.
-    heads: bool
 
 
 class CancelMessage(TypedDict):

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import jsonline, pipes, statecheck
 from .errors import StateFileError, StateFileLocked
-from .model import JobDefinition, JobRecord, JobRunningStatus
+from .model import JobRecord, JobRunningStatus
 
 if TYPE_CHECKING:
     import filelock
@@ -82,16 +82,6 @@ def _recorded_owner(path: str, wait: float) -> dict[str, Any]:
         if owner.get("running") or time.monotonic() >= deadline:
             return owner
         time.sleep(0.05)
-
-
-dumps = jsonline.encoder(ensure_ascii=False, separators=(", ", ": "))  # every journal line and snapshot piece
-
-
-def definition_head(definition: JobDefinition) -> bytes:
-    """A job's snapshot entry up to its state: its id and its definition, encoded once per run.
-    The state writer makes it, or takes it from the manager, which makes every job's while the
-    supervisor's interpreter starts (it holds the same definitions)."""
-    return f"  {dumps(definition.id)}: {dumps(definition.to_json())[:-1]}, ".encode()
 
 
 def basis(state: State | None) -> list[int] | None:

@@ -103,19 +103,7 @@ class BatchPlan:
             "cancel": self.cancelled,
             "jobs": [{"id": d.id, **d.to_spec()} for d in self.definitions],
             "owner": _this_process(),
-            "heads": self.basis is None,
         }
-
-    def message(self) -> bytes:
-        """The spec line, and for a new state file (planned from no earlier state) the jobs'
-        snapshot heads: made here while the supervisor's interpreter starts, they are not on its
-        way to the first job (at 10,000 jobs they take some 28 ms to encode). Not for a job with
-        env (an empty head): its digests are salted per batch, by the supervisor's process."""
-        spec = self.spec()
-        lines = [json.dumps(spec).encode()]
-        if spec["heads"]:
-            lines.append(b"\0".join(b"" if d.env else statefile.definition_head(d) for d in self.definitions))
-        return b"\n".join(lines) + b"\n"
 
 
 def _this_process() -> BatchOwner:
@@ -146,7 +134,7 @@ class SupervisorRun:
         assert proc.stdin is not None and proc.stdout is not None
         self.proc, self.stdin = proc, proc.stdin
         try:
-            self.stdin.write(plan.message())
+            self.stdin.write((json.dumps(plan.spec()) + "\n").encode())
             self.stdin.flush()
             reply_line = proc.stdout.readline()
         except BrokenPipeError:

@@ -345,66 +345,6 @@ def test_the_state_names_the_command_line_and_directory_of_the_process_that_ran_
     assert supervisor["ownerCwd"] == str(workdir)
 
 
-def _spec(path, jobs, heads):
-    return {
-        "stateFile": str(path),
-        "options": {"maxWorkers": 1, "keepGoing": False, "logOutputDirectory": None},
-        "cancel": [],
-        "jobs": jobs,
-        "owner": {"commandLine": ["test"], "cwd": None},
-        "heads": heads is not None,
-    }
-
-
-def test_the_manager_sends_the_snapshot_heads_of_a_new_batch_and_the_supervisor_writes_them_as_given(tmp_path):
-    """The manager encodes each job's snapshot head while the supervisor starts (not a job with
-    env: its digests are salted by the supervisor's process); for a new state file the supervisor
-    writes them as they came, for a resume it makes its own (it may keep an earlier definition)."""
-    from simplejob.batchstart import open_batch
-    from simplejob.statefile import definition_head
-    from simplejob.supervisorclient import BatchPlan
-    from simplejob.validation import parse_contexts
-
-    contexts = [
-        {"id": "a", "commandLine": "true", "timeout": 5, "retry": 1},
-        {"id": "é b", "commandLine": ["echo", "x y"], "waiting": ["a"], "priority": 2, "resources": {"db": 1}},
-        {"id": "secret", "commandLine": "true", "env": {"TOKEN": "s3cret"}},
-    ]
-    definitions = parse_contexts(contexts)
-    path = tmp_path / "state.json"
-    plan = BatchPlan(
-        path=str(path),
-        definitions=definitions,
-        options={"maxWorkers": 1, "keepGoing": False, "logOutputDirectory": None},
-        state=None,
-        basis=None,
-        targets=None,
-    )  # type: ignore[arg-type]
-    spec_line, heads_line, end = plan.message().split(b"\n")
-    assert end == b"" and json.loads(spec_line)["heads"] is True
-    assert heads_line.split(b"\0") == [definition_head(definitions[0]), definition_head(definitions[1]), b""]
-    plan.basis = [1, 100]  # planned from an earlier state: no heads
-    assert plan.message().count(b"\n") == 1 and json.loads(plan.message())["heads"] is False
-
-    # Heads spelled differently from the writer's own (still JSON): the snapshot shows whose it holds.
-    jobs = [{"id": "a", "commandLine": "true"}, {"id": "b", "commandLine": "true"}]
-    given = [
-        b'  "a":  {"commandLine": "true", ' + definition_head(parse_contexts(jobs)[0]).split(b'"true", ', 1)[1],
-        b"",
-    ]
-    state, writer, lock, _ = open_batch(_spec(path, jobs, given), given)
-    lock.release()
-    writer.close()
-    first = path.read_bytes()
-    assert b'  "a":  {"commandLine"' in first  # as given
-    assert b'  "b": {"commandLine"' in first  # an empty head: the writer's own
-    assert load(str(path)).records["a"].definition == parse_contexts(jobs)[0]
-    state, writer, lock, _ = open_batch(_spec(path, jobs, given), given)  # a resume: its own heads
-    lock.release()
-    writer.close()
-    assert b'  "a":  {"commandLine"' not in path.read_bytes()
-
-
 def test_the_state_is_on_disk_when_run_returns(tmp_path, fs_spy):
     path = tmp_path / "state.json"
     manager = JobManager(stateFile=str(path), maxWorkers=2)
