@@ -137,6 +137,11 @@ class RunMessage(AttemptSpec):
     after: str | None
 
 
+def run_message(spec: AttemptSpec, after: str | None = None) -> RunMessage:
+    """The line that has a worker run an attempt (the local pool's and the Dask task's alike)."""
+    return {"op": "run", "after": after, **spec}
+
+
 class CancelAttemptMessage(TypedDict):
     op: Literal["cancel"]
     id: str

@@ -57,7 +57,7 @@ from typing import Any
 import distributed
 
 from ..pipes import drain
-from ..protocol import AttemptSpec, Event
+from ..protocol import AttemptSpec, Event, run_message
 from . import dask_task
 from .executor import Executor
 
@@ -194,7 +194,7 @@ class DaskExecutor(Executor):
             if self.lost:
                 self._post_all(self._interrupted(spec["id"], self.lost) for _, spec in members)
                 continue
-            lines = [json.dumps({"op": "run", "after": None, **spec}) + "\n" for _, spec in members]
+            lines = [json.dumps(run_message(spec)) + "\n" for _, spec in members]
             ids = [spec["id"] for _, spec in members]
             serials = [int(key.rsplit("-", 1)[1]) for key in keys]
             try:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from ..pipes import LineReader, encode_lines, select_timeout, write_all
 from ..programs import python_command
-from ..protocol import AttemptSpec, CancelAttemptMessage, Event, RunMessage, WorkerCommand
+from ..protocol import AttemptSpec, CancelAttemptMessage, Event, WorkerCommand, run_message
 from . import proctree
 from .executor import Executor
 from .worker import main as worker_main
@@ -184,8 +184,7 @@ class LocalProcessPool(Executor):
         if not worker.assigned:
             worker.job_pid = worker.job_started = None
         worker.assigned.append(spec)
-        run: RunMessage = {"op": "run", "after": after, **spec}
-        worker.send(run)
+        worker.send(run_message(spec, after))
 
     def flush(self) -> None:
         for worker in self.workers:
