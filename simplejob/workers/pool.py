@@ -171,7 +171,7 @@ class LocalProcessPool(Executor):
         return sum(w.room() for w in self.workers) + self.max_workers - len(self.workers)
 
     def tails(self) -> list[tuple[str, int]]:
-        return [(w.assigned[-1]["id"], w.room()) for w in self.workers if w.assigned and w.room() > 0]
+        return [(w.assigned[-1]["id"], room) for w in self.workers if w.assigned and (room := w.room()) > 0]
 
     def submit(self, spec: AttemptSpec, after: str | None = None) -> None:
         if after is not None:
