@@ -178,8 +178,8 @@ def add_limits_and_sizes(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="after the rounds, run one fan of N jobs with simplejob (whole process) for the peak RSS of the "
-        "caller, the supervisor and the workers; issue 13's target is at 100000 (default 0: skip)",
+        help="after the rounds, run a fan and layers of N jobs each with simplejob (whole process) for the peak "
+        "RSS of the caller, the supervisor and the workers; issue 13's target is at 100000 (default 0: skip)",
     )
     parser.add_argument(
         "--delay-size",

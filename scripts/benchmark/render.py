@@ -10,7 +10,7 @@ from typing import Any
 
 from . import WORKERS
 from .figures import fmt_ms, fmt_ratio, fmt_s, mb, median_data, percentile, ratio_to_make, summary, table
-from .graphs import Spec
+from .graphs import LARGE_BATCH_GRAPHS, Spec
 from .machine import load_average
 from .rounds import Measured
 from .systems import REFERENCE_PACKAGE, TITLES, Outcome
@@ -223,13 +223,16 @@ def cpu_parts(own: list[Outcome]) -> str:
 
 
 def other_measurements(options: argparse.Namespace, measured: Measured) -> list[str]:
-    """The floor, the --rss-size run, entry() of a large batch, and the polling calls during a running fan."""
+    """The floor, the --rss-size runs, entry() of a large batch, and the polling calls during a running fan."""
     lines = ["### Other measurements", ""]
     if "floor" in measured.extras:
         lines.append(floor_line(measured.extras["floor"]))
-    if "rssRun" in measured.extras:
-        lines.append(rss_line(options, measured.extras["rssRun"]))
-    for graph in ("fan", "layers"):
+    lines += [
+        rss_line(options, graph, measured.extras[f"rss-{graph}"])
+        for graph in LARGE_BATCH_GRAPHS
+        if f"rss-{graph}" in measured.extras
+    ]
+    for graph in LARGE_BATCH_GRAPHS:
         outcome = measured.extras[f"entry-{graph}"]
         lines.append(
             f"- entry() of {options.entry_size:,} jobs ({graph}, validation included, "
@@ -241,9 +244,9 @@ def other_measurements(options: argparse.Namespace, measured: Measured) -> list[
     return lines
 
 
-def rss_line(options: argparse.Namespace, run: Outcome) -> str:
-    """The one fan of --rss-size jobs: its whole process's time and its processes' peak RSS."""
-    line = f"- fan of {options.rss_size:,} jobs (--rss-size), whole process: "
+def rss_line(options: argparse.Namespace, graph: str, run: Outcome) -> str:
+    """A run of --rss-size jobs: its whole process's time and its processes' peak RSS."""
+    line = f"- {graph} of {options.rss_size:,} jobs (--rss-size), whole process: "
     if run.seconds is None:
         return line + (run.cell or "error")
     rss = [run.data["rss"]] if run.data.get("rss") else []

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from . import progress
 from .figures import fmt_s
-from .graphs import Spec
+from .graphs import LARGE_BATCH_GRAPHS, Spec
 from .machine import busy_cpu, own_cpu, settle
 from .systems import SYSTEMS, TITLES, Bench, Outcome
 
@@ -37,8 +37,8 @@ class Measured:
     systems: list[str]  # make, simplejob, then those asked for
     results: dict[Spec, dict[str, list[Outcome]]]  # the kept run of each round
     discarded: dict[tuple[Spec, str], list[Outcome]]  # the noisier attempts that were not kept
-    # floor (make's kind of run); delayRun, rssRun (simplejob runs, as in the rounds); entry-fan,
-    # entry-layers, poll (measured inside a child)
+    # floor (make's kind of run); delayRun, rss-fan, rss-layers (simplejob runs, as in the rounds);
+    # entry-fan, entry-layers, poll (measured inside a child)
     extras: dict[str, Outcome] = dataclasses.field(default_factory=dict)
     errors: list[str] = dataclasses.field(default_factory=list)  # failures of the benchmark (exit status 1)
     seconds: float = 0.0  # the whole run, wall clock
@@ -131,14 +131,14 @@ def run_extras(bench: Bench, options: argparse.Namespace, measured: Measured) ->
         progress(f"chain:{options.delay_size} for the dependency-to-start delay")
         settle(options.settle)
         measured.add_extra("delayRun", bench.run_simplejob(Spec("chain", options.delay_size)))
-    if options.rss_size:
-        label = f"fan:{options.rss_size} for the peak RSS, whole process"
+    for graph in LARGE_BATCH_GRAPHS if options.rss_size else ():
+        label = f"{graph}:{options.rss_size} for the peak RSS, whole process"
         progress(label)
         settle(options.settle)
-        outcome = bench.run_simplejob(Spec("fan", options.rss_size))
+        outcome = bench.run_simplejob(Spec(graph, options.rss_size))
         progress(f"{label}: " + (fmt_s(outcome.seconds) + " s" if outcome.seconds is not None else str(outcome.cell)))
-        measured.add_extra("rssRun", outcome)
-    for graph in ("fan", "layers"):
+        measured.add_extra(f"rss-{graph}", outcome)
+    for graph in LARGE_BATCH_GRAPHS:
         progress(f"entry() of {options.entry_size} jobs ({graph})")
         settle(options.settle)
         args = {"graph": graph, "size": options.entry_size, "dir": bench.fresh_dir("entry")}
