@@ -13,6 +13,7 @@ import os
 import re
 from typing import Any, Literal, TypedDict
 
+from . import shellwords
 from .dates import format_elapsed
 
 DEFAULT_KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when a job's tree is killed
@@ -146,7 +147,7 @@ class JobDefinition:
         command = self.commandLine
         if isinstance(command, list) or self.shell or os.name == "nt":
             return command
-        return split_command(command)
+        return shellwords.split(command)
 
     def retry_wait(self, retry_number: int) -> float:
         """Seconds to wait before retry k (k = 1..retry): delay * backoff**(k-1), at most MAX_SECONDS."""
@@ -168,7 +169,7 @@ def env_digest(value: str, salt: bytes | None = None) -> str:
     """ "blake2b:SALT:DIGEST" of an env value. The salt is random per process (each batch run gets
     its own), so equal values in two batches give different digests; a resume compares a new
     value with the digest through the digest's own salt (env_matches)."""
-    import hashlib  # here, as hmac and shlex below: most batches need none of them, and they are slow to import
+    import hashlib  # here, as hmac below: most batches need neither, and they are slow to import
 
     global _process_salt
     if salt is None:
@@ -382,12 +383,3 @@ def transition(record: JobRecord, status: JobRunningStatus, **fields: Any) -> di
     for name, value in fields.items():  # (state fields only: a record has no other attributes)
         setattr(record, name, value)
     return {"id": record.id, "runningStatus": status.name, **fields}
-
-
-def split_command(command: str) -> list[str]:
-    """shlex.split, without shlex's cost when nothing is quoted or escaped (the usual case)."""
-    if not command.isascii() or "'" in command or '"' in command or "\\" in command:
-        import shlex
-
-        return shlex.split(command)
-    return command.split()
