@@ -7,7 +7,6 @@ is kept too. Every other job starts again from Ready, and so does everything dow
 
 from __future__ import annotations
 
-import graphlib
 from dataclasses import dataclass, field
 
 from .model import JobDefinition, JobRecord, JobRunningStatus
@@ -25,6 +24,8 @@ class Plan:
 
 
 def plan(definitions: list[JobDefinition], old: State | None) -> Plan:
+    """The records of a batch about to run, in entry order. A kept job's record is the earlier
+    state's own, marked resumed: that state is read for this plan only."""
     records = {d.id: JobRecord(d) for d in definitions}
     result = Plan(records)
     if old is None:
@@ -33,19 +34,34 @@ def plan(definitions: list[JobDefinition], old: State | None) -> Plan:
         if record.runningStatus == JobRunningStatus.Running and record.pid is not None:
             started = record.startTimestamp if record.attemptStartTimestamp is None else record.attemptStartTimestamp
             result.orphans.append((record.id, record.pid, started, record.definition.killGrace))
-    order = graphlib.TopologicalSorter({d.id: d.waiting for d in definitions}).static_order()
-    for job_id in order:
-        new = records[job_id]
-        previous = old.records.get(job_id)
-        if (
-            previous is not None
-            and previous.runningStatus == JobRunningStatus.Completed
-            and previous.exitCode == 0
-            and not previous.definition.changed_fields(new.definition)
-            and all(w in result.kept for w in new.definition.waiting)
-        ):
-            kept = JobRecord.from_json(job_id, previous.to_json())
+    # Not kept: what has to run again itself, and everything downstream of it.
+    again = [d.id for d in definitions if not _done_as_defined(old.records.get(d.id), d)]
+    if again:
+        dependents: dict[str, list[str]] = {}
+        for d in definitions:
+            for wait in d.waiting:
+                dependents.setdefault(wait, []).append(d.id)
+        not_kept, reached = set(again), list(again)
+        while reached:
+            for job in dependents.get(reached.pop(), ()):
+                if job not in not_kept:
+                    not_kept.add(job)
+                    reached.append(job)
+    else:
+        not_kept = set()
+    for d in definitions:
+        if d.id not in not_kept:
+            kept = old.records[d.id]
             kept.resumed = True
-            records[job_id] = kept
-            result.kept.add(job_id)
+            records[d.id] = kept
+            result.kept.add(d.id)
     return result
+
+
+def _done_as_defined(previous: JobRecord | None, definition: JobDefinition) -> bool:
+    return (
+        previous is not None
+        and previous.runningStatus == JobRunningStatus.Completed
+        and previous.exitCode == 0
+        and previous.definition.same_as(definition)
+    )

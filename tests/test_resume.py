@@ -355,3 +355,56 @@ def test_a_failed_resume_keeps_the_completed_jobs_for_the_next_one(tmp_path, run
     second.run(interval=0.05)
     assert runs.counts(["a", "b", "c", "d", "flaky"]) == {"a": 1, "b": 1, "c": 1, "d": 1, "flaky": 2}
     assert {job.id: job.resumed for job in second.jobs} == {"a": True, "b": True, "c": True, "d": True, "flaky": False}
+
+
+def test_the_plan_keeps_exactly_the_jobs_done_as_defined_with_all_they_wait_on_kept_too():
+    """resume.plan against the rule written out the slow way (graphlib's order, a job kept when
+    it completed with exit code 0, unchanged, and everything it waits on is kept), on 300 random
+    graphs whose earlier states mix completed, failed, changed, missing and running jobs."""
+    import graphlib
+    import random
+
+    from simplejob import resume, statefile
+    from simplejob.model import JobDefinition, JobRecord
+
+    rng = random.Random(13)
+    for _ in range(300):
+        size = rng.randint(1, 30)
+        definitions = [
+            JobDefinition(
+                id=f"j{i}",
+                commandLine="true",
+                waiting=sorted({f"j{rng.randrange(i)}" for _ in range(rng.randint(0, 3))}) if i else [],
+            )
+            for i in range(size)
+        ]
+        order = list(range(size))
+        rng.shuffle(order)  # entry order is not the graph's order
+        definitions = [definitions[i] for i in order]
+        records = {}
+        for d in definitions:
+            fate = rng.choice(["done", "done", "done", "failed", "changed", "missing", "running"])
+            if fate == "missing":
+                continue
+            earlier = JobDefinition(id=d.id, commandLine="false" if fate == "changed" else "true", waiting=d.waiting)
+            record = JobRecord(earlier)
+            record.runningStatus = Running if fate == "running" else Completed
+            record.exitCode = 1 if fate == "failed" else 0
+            records[d.id] = record
+        old = statefile.State(path="x", generation=1, supervisor={}, options={}, records=records)
+        expected = set()
+        for job_id in graphlib.TopologicalSorter({d.id: d.waiting for d in definitions}).static_order():
+            previous = records.get(job_id)
+            new = next(d for d in definitions if d.id == job_id)
+            if (
+                previous is not None
+                and previous.runningStatus == Completed
+                and previous.exitCode == 0
+                and not previous.definition.changed_fields(new)
+                and all(w in expected for w in new.waiting)
+            ):
+                expected.add(job_id)
+        planned = resume.plan(definitions, old)
+        assert planned.kept == expected
+        assert list(planned.records) == [d.id for d in definitions]
+        assert all(planned.records[j].resumed == (j in expected) for j in planned.records)
