@@ -16,7 +16,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from . import resume, statefile, statewriter
+from . import collector, resume, statefile, statewriter
 from .dates import format_datetime
 from .errors import StateFileError, StateFileLocked
 from .model import JobDefinition
@@ -165,19 +165,20 @@ def serve() -> NoReturn:
     line = control.read_line()
     if line is None:
         sys.exit(SupervisorExit.NOT_STARTED)  # the manager went away before sending the batch
-    spec: BatchSpec = json.loads(line)
-    del line  # a 100,000-job batch is a line of megabytes
-    executor = _executor(spec, pool)
-    try:
-        state, writer, lock, old_basis = open_batch(spec)
-    except Refused as refused:
-        _reply(refused.reply)
-        sys.exit(SupervisorExit.NOT_STARTED)
-    except statewriter.WriteFailed as failed:
-        _reply({"error": "state", "problem": str(failed)})
-        sys.exit(SupervisorExit.NOT_STARTED)
-    del spec["jobs"]  # type: ignore[misc]  # the records hold them now; 100,000 jobs are ~100 MB of dicts
-    supervisor = Supervisor(state, writer, spec["options"], executor)
+    with collector.paused():
+        spec: BatchSpec = json.loads(line)
+        del line  # a 100,000-job batch is a line of megabytes
+        executor = _executor(spec, pool)
+        try:
+            state, writer, lock, old_basis = open_batch(spec)
+        except Refused as refused:
+            _reply(refused.reply)
+            sys.exit(SupervisorExit.NOT_STARTED)
+        except statewriter.WriteFailed as failed:
+            _reply({"error": "state", "problem": str(failed)})
+            sys.exit(SupervisorExit.NOT_STARTED)
+        del spec["jobs"]  # type: ignore[misc]  # the records hold them now; 100,000 jobs are ~100 MB of dicts
+        supervisor = Supervisor(state, writer, spec["options"], executor)
     supervisor.listen(control, owner)
     supervisor.cancel(spec["cancel"])  # cancelled before the batch started
     _reply({"ok": True, "pid": os.getpid(), "generation": state.generation, "basis": old_basis})

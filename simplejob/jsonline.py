@@ -35,14 +35,15 @@ def encoder(*, ensure_ascii: bool = True, separators: tuple[str, str] = (", ", "
 
 encode = encoder()  # json.dumps(value) with json's defaults
 
-_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+# (value, end): the JSON value that starts at a position of a string; StopIteration if none does
+scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def decode(line: bytes | str) -> Any:
     """json.loads(line) for a line of UTF-8 (the only encoding simplejob writes)."""
     text = line.decode() if isinstance(line, bytes) else line
     try:
-        value, end = _scan(text, 0)
+        value, end = scan_once(text, 0)
     except StopIteration:
         return json.loads(text)  # no value at the start: json says why (or skips leading blanks)
     if end != len(text):

@@ -159,10 +159,9 @@ class SupervisorRun:
             tail.drop_history = True
             tail.read_into(state)
         else:
-            followed = statefile.follow(plan.path)
+            followed = statefile.follow(plan.path, history=False)
             assert followed is not None, "the supervisor wrote the state file before its reply"
             plan.state, tail = followed
-        tail.drop_history = True
         self.follower = Follower(plan.state, tail)
 
     def send(self, message: ControlMessage) -> None:
