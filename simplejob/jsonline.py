@@ -35,6 +35,9 @@ def encoder(*, ensure_ascii: bool = True, separators: tuple[str, str] = (", ", "
 
 encode = encoder()  # json.dumps(value) with json's defaults
 
+# What decoding JSON that anybody may have written raises: malformed (a ValueError), or nested
+# deeper than the decoder follows (a RecursionError: `[[[[...` a few thousand levels deep).
+DECODE_ERRORS = (ValueError, RecursionError)
 # (value, end): the JSON value that starts at a position of a string; StopIteration if none does
 scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from . import collector, resume, statefile
+from . import collector, jsonline, resume, statefile
 from .errors import CalledJobError, MissingExtra, StateFileError
 from .model import FINISHED, JobDefinition, JobRecord, JobRunningStatus, transition
 from .protocol import (
@@ -107,7 +107,7 @@ class JobManager:
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
-        except (OSError, json.JSONDecodeError) as error:
+        except (OSError, *jsonline.DECODE_ERRORS) as error:
             raise ValueError(f"cannot read jobs file {os.fspath(path)!r}: {error}") from None
         if not isinstance(data, dict) or "jobContexts" not in data:
             raise ValueError(f'jobs file {os.fspath(path)!r} must hold an object {{"jobContexts": [...]}}')

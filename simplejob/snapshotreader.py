@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .jsonline import scan_once
+from .jsonline import DECODE_ERRORS, scan_once
 from .statecheck import Invalid
 
 Record = TypeVar("Record")
@@ -31,7 +31,7 @@ def read(text: str, make_record: Callable[[str, Any], Record]) -> tuple[dict[str
     make_record(id, entry), in file order; None when json.loads must read it."""
     try:
         return _read(text, make_record)
-    except (_NotPlain, StopIteration, ValueError, Invalid):  # (scan_once: StopIteration where no value starts)
+    except (_NotPlain, StopIteration, *DECODE_ERRORS, Invalid):  # (scan_once: StopIteration where no value starts)
         return None
 
 

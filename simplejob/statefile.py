@@ -158,7 +158,7 @@ def _parse_snapshot(path: str, text: str, history: bool) -> State:
     if read is None:
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as error:
+        except jsonline.DECODE_ERRORS as error:
             raise StateFileError(
                 path, f"is not valid JSON ({error}); fix or move it, or use another stateFile"
             ) from None
@@ -256,7 +256,7 @@ class JournalTail:
                 os.close(fd)
                 raise _other_version(self.path, version)
             statecheck.check_journal_header(head)
-        except (ValueError, statecheck.Invalid) as error:
+        except (*jsonline.DECODE_ERRORS, statecheck.Invalid) as error:
             os.close(fd)
             raise StateFileError(
                 self.path,
@@ -300,7 +300,7 @@ class JournalTail:
                         update.pop("history", None)
                     state.apply(update)
                 at += len(line) + 1
-        except (ValueError, statecheck.Invalid) as error:
+        except (*jsonline.DECODE_ERRORS, statecheck.Invalid) as error:
             raise StateFileError(
                 self.path,
                 f"has a malformed line at byte {at} ({error}): {line[:200]!r}; "

@@ -496,3 +496,26 @@ def test_the_command_line_names_the_file_and_the_os_error_when_the_state_cannot_
     assert f"cannot write the state file '{state}'" in done.stderr and "File too large" in done.stderr
     assert "Traceback" not in done.stderr
     assert load(str(state)) is not None  # the last good state still loads
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # deeper than json's decoder follows: a RecursionError, not a JSONDecodeError
+
+
+def test_json_nested_deeper_than_the_decoder_follows_is_refused_with_words_not_a_traceback(finished, tmp_path):
+    path, jobs, _, journal = finished
+    text = path.read_text()
+    path.write_text(text.replace('"reason": null', f'"reason": {DEEP}', 1))
+    assert_refused_untouched(path, jobs, "", ["is not valid JSON", "recursion"])
+
+    path.write_text(text)
+    Path(str(path) + ".journal").write_bytes(journal_with(journal, f'{{"id": "a", "reason": {DEEP}}}'.encode()))
+    assert_refused_untouched(path, jobs, ".journal", [f"at byte {len(journal)}", "recursion"])
+
+    jobs_file = tmp_path / "deep.json"
+    jobs_file.write_text('{"jobContexts": ' + DEEP + "}")
+    with pytest.raises(ValueError, match="cannot read jobs file"):
+        JobManager().entryFromJson(jobs_file)
+    result = subprocess.run(
+        [sys.executable, "-m", "simplejob", "run", str(jobs_file)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2 and "cannot read jobs file" in result.stderr and "Traceback" not in result.stderr

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .. import statefile
+from .. import jsonline, statefile
 from ..forget import owner_lock
 
 FOLDER = ".simplejob"
@@ -74,7 +74,7 @@ def read_jobs_file(path: str) -> list[Any]:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, *jsonline.DECODE_ERRORS) as error:
         raise ValueError(f"cannot read jobs file {path!r}: {error}") from None
     if not isinstance(data, dict) or "jobContexts" not in data:
         raise ValueError(f'jobs file {path!r} must hold an object {{"jobContexts": [...]}}')
