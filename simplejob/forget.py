@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from . import statefile, statewriter
 from .errors import StateFileError
 from .model import JobRecord, JobRunningStatus
+from .scheduler import downstream
 
 
 @contextlib.contextmanager
@@ -26,23 +27,6 @@ def owner_lock(path: str) -> Iterator[None]:
         yield
     finally:
         lock.release()
-
-
-def downstream(records: dict[str, JobRecord], ids: Iterable[str]) -> list[str]:
-    """ids and every job that waits on one of them, transitively, in entry order."""
-    dependents: dict[str, list[str]] = {job_id: [] for job_id in records}
-    for record in records.values():
-        for wait in record.definition.waiting:
-            if wait in dependents:
-                dependents[wait].append(record.id)
-    seen = set(ids)
-    stack = list(seen)
-    while stack:
-        for dependent in dependents[stack.pop()]:
-            if dependent not in seen:
-                seen.add(dependent)
-                stack.append(dependent)
-    return [job_id for job_id in records if job_id in seen]
 
 
 def forget(path: str, ids: Iterable[str] | None) -> list[str]:
@@ -61,7 +45,8 @@ def forget(path: str, ids: Iterable[str] | None) -> list[str]:
         if unknown:
             raise ValueError(f"no job {', '.join(map(repr, unknown))} in the batch of {path!r}")
         forgotten = []
-        for job_id in downstream(state.records, wanted):
+        waits = {job_id: record.definition.waiting for job_id, record in state.records.items()}
+        for job_id in downstream(waits, wanted):
             record = state.records[job_id]
             if record.runningStatus not in (JobRunningStatus.Ready, JobRunningStatus.Running):
                 state.records[job_id] = JobRecord(record.definition)

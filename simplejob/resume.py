@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .model import JobDefinition, JobRecord, JobRunningStatus
+from .scheduler import downstream
 from .statefile import State
 
 
@@ -36,19 +37,7 @@ def plan(definitions: list[JobDefinition], old: State | None) -> Plan:
             result.orphans.append((record.id, record.pid, started, record.definition.killGrace))
     # Not kept: what has to run again itself, and everything downstream of it.
     again = [d.id for d in definitions if not _done_as_defined(old.records.get(d.id), d)]
-    if again:
-        dependents: dict[str, list[str]] = {}
-        for d in definitions:
-            for wait in d.waiting:
-                dependents.setdefault(wait, []).append(d.id)
-        not_kept, reached = set(again), list(again)
-        while reached:
-            for job in dependents.get(reached.pop(), ()):
-                if job not in not_kept:
-                    not_kept.add(job)
-                    reached.append(job)
-    else:
-        not_kept = set()
+    not_kept = set(downstream({d.id: d.waiting for d in definitions}, again)) if again else set()
     for d in definitions:
         if d.id not in not_kept:
             kept = old.records[d.id]

@@ -53,6 +53,23 @@ def closure(waits: Mapping[str, Sequence[str]], targets: Iterable[str]) -> set[s
     return found
 
 
+def downstream(waits: Mapping[str, Sequence[str]], ids: Iterable[str]) -> list[str]:
+    """ids and every job that waits on one of them, transitively, in the order of waits."""
+    dependents: dict[str, list[str]] = {job_id: [] for job_id in waits}
+    for job_id, job_waits in waits.items():
+        for wait in job_waits:
+            if wait in dependents:
+                dependents[wait].append(job_id)
+    seen = set(ids)
+    stack = list(seen)
+    while stack:
+        for dependent in dependents[stack.pop()]:
+            if dependent not in seen:
+                seen.add(dependent)
+                stack.append(dependent)
+    return [job_id for job_id in waits if job_id in seen]
+
+
 class Scheduler:
     def __init__(
         self,
