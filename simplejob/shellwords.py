@@ -32,7 +32,7 @@ def split(command: str) -> list[str]:
     """shlex.split(command); raises its ValueError for a command it cannot read."""
     if _NOT_PLAIN.search(command) is None:  # the usual command
         return command.split()
-    if not readable(command):
+    if not _reads_whole(command):
         import shlex
 
         return shlex.split(command)  # raises its error
@@ -44,8 +44,10 @@ def split(command: str) -> list[str]:
 
 def readable(command: str) -> bool:
     """Whether split(command) returns rather than raises, without splitting it."""
-    if _NOT_PLAIN.search(command) is None:  # no quote, no backslash
-        return True
+    return _NOT_PLAIN.search(command) is None or _reads_whole(command)  # (no quote, no backslash: it does)
+
+
+def _reads_whole(command: str) -> bool:
     start = _READABLE_START.match(command)
     return start is not None and start.end() == len(command)
 
@@ -54,11 +56,13 @@ def problem(command: str) -> str | None:
     """Why split(command) raises, in shlex's words, or None."""
     if readable(command):
         return None
+    import shlex
+
     try:
-        split(command)
+        shlex.split(command)
     except ValueError as error:
         return str(error)
-    return None
+    return None  # (never: readable() agrees with shlex, tests/test_shellwords.py checks it)
 
 
 def _unquote_piece(match: re.Match[str]) -> str:
