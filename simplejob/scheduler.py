@@ -6,7 +6,8 @@ cancelled) and asks it what to start. It holds
 
 - the dependency counts: a job is ready when every job it waits on completed with exit code 0;
 - the ready queue: higher priority first, then the order jobs became ready (an attempt given
-  back unstarted goes first again among its priority); a plain FIFO when no job has a priority;
+  back unstarted goes back to the place in line it was taken from); a plain FIFO when no job has
+  a priority;
 - the resources: with capacities (the local pool's), a ready job whose resources do not fit now
   is parked and jobs behind it that fit start (no head-of-line blocking); what a job holds is
   released when its attempt ends (finished, retry_after, returned);
@@ -118,11 +119,13 @@ class Scheduler:
         # first of each can start next, so a release looks at one job per need, not at all of them.
         self._parked: dict[Need, list[Entry]] = {}
         # The ready queue. Without priorities or resources (the common case), a deque of ids in the
-        # order they became ready. Otherwise a heap of ((-priority, sequence), id): sequences rise
-        # at the back and fall at the front (an attempt given back unstarted goes first again).
+        # order they became ready, behind a heap of the jobs given back unstarted, in the order they
+        # were taken. Otherwise only the heap, of ((-priority, sequence), id), sequence rising in
+        # the order jobs became ready. Either way a job given back returns to the place in line it
+        # was taken from (several given back at once keep their order).
         self._fifo: deque[str] | None = None
         self._heap: list[Entry] = []
-        self._back = self._front = 0
+        self._sequence_ready = 0
         initial = (job_id for job_id in waits if job_id in self._pending and not self._unmet[job_id])
         if self._priorities is None and not self._needs:
             self._fifo = deque(initial)
@@ -131,7 +134,8 @@ class Scheduler:
                 self._push(job_id)
         self._retries: list[tuple[float, int, str]] = []  # heap of (monotonic due time, sequence, id)
         self._sequence = 0  # keeps equal due times in the order they were scheduled
-        self._in_flight: set[str] = set()  # handed out by take(), not finished or returned
+        self._in_flight: dict[str, Entry] = {}  # handed out, not finished or returned: its place in line
+        self._taken = 0  # counts what the FIFO handed out: the places in line of its jobs
         self._retrying: set[str] = set()  # in flight as a retry (not subject to the gate)
         self._cancelling: set[str] = set()  # in flight when cancel() asked for it
 
@@ -184,30 +188,39 @@ class Scheduler:
                     passed.append(entry)
                     continue
                 self._retrying.add(job_id)
+                self._in_flight[job_id] = ((0, 0), job_id)  # given back, a retry goes to the retry heap
                 taken.append(job_id)
             for entry in passed:
                 heapq.heappush(self._retries, entry)
         fifo = self._fifo
         if fifo is not None:  # the common case, kept lean
-            while len(taken) < limit and fifo and not self.gate_closed:
-                job_id = fifo.popleft()
-                if job_id in self._pending:  # not cancelled meanwhile
-                    self._pending.discard(job_id)
+            in_flight, pending, given_back = self._in_flight, self._pending, self._heap
+            while len(taken) < limit and (given_back or fifo) and not self.gate_closed:
+                if given_back:
+                    place = heapq.heappop(given_back)
+                    job_id = place[1]
+                else:
+                    job_id = fifo.popleft()
+                    self._taken += 1
+                    place = ((0, self._taken), job_id)
+                if job_id in pending:  # not cancelled meanwhile
+                    pending.discard(job_id)
+                    in_flight[job_id] = place
                     taken.append(job_id)
-        else:
-            while len(taken) < limit and not self.gate_closed:
-                ready_entry = self._pop_ready()
-                if ready_entry is None:
-                    break
-                job_id = ready_entry[1]
-                if job_id not in self._pending:  # cancelled meanwhile
-                    continue
-                if not self._hold(job_id):  # parked, it keeps its place in line
-                    heapq.heappush(self._parked.setdefault(self._needs[job_id], []), ready_entry)
-                    continue
-                self._pending.discard(job_id)
-                taken.append(job_id)
-        self._in_flight.update(taken)
+            return taken
+        while len(taken) < limit and not self.gate_closed:
+            ready_entry = self._pop_ready()
+            if ready_entry is None:
+                break
+            job_id = ready_entry[1]
+            if job_id not in self._pending:  # cancelled meanwhile
+                continue
+            if not self._hold(job_id):  # parked, it keeps its place in line
+                heapq.heappush(self._parked.setdefault(self._needs[job_id], []), ready_entry)
+                continue
+            self._pending.discard(job_id)
+            self._in_flight[job_id] = ready_entry
+            taken.append(job_id)
         return taken
 
     def follow(self, job_id: str, limit: int) -> list[str]:
@@ -218,7 +231,7 @@ class Scheduler:
         supervisor per link. Only in the plain case: no priorities, no resources, the gate open,
         nothing ready in line (a follow-on must not pass a ready job)."""
         taken: list[str] = []
-        if self._fifo is None or self._fifo or self.gate_closed:
+        if self._fifo is None or self._fifo or self._heap or self.gate_closed:
             return taken
         while len(taken) < limit:
             dependents = self._dependents.get(job_id, ())
@@ -229,25 +242,16 @@ class Scheduler:
             if not job_id:
                 break
             self._pending.discard(job_id)
+            self._taken += 1
+            self._in_flight[job_id] = ((0, self._taken), job_id)
             taken.append(job_id)
-        self._in_flight.update(taken)
         return taken
 
-    def _push(self, job_id: str, *, front: bool = False) -> None:
-        if self._fifo is not None:
-            if front:
-                self._fifo.appendleft(job_id)
-            else:
-                self._fifo.append(job_id)
-            return
-        if front:
-            self._front -= 1
-            sequence = self._front
-        else:
-            self._back += 1
-            sequence = self._back
+    def _push(self, job_id: str) -> None:
+        """Into the heap, behind the jobs of its priority already there (not in the plain case)."""
+        self._sequence_ready += 1
         priority = self._priorities.get(job_id, 0) if self._priorities else 0
-        heapq.heappush(self._heap, ((-priority, sequence), job_id))
+        heapq.heappush(self._heap, ((-priority, self._sequence_ready), job_id))
 
     def _pop_ready(self) -> Entry | None:
         """The next ready job (with its key): the first of the queue, or of a parked need that fits now."""
@@ -309,9 +313,9 @@ class Scheduler:
         return due
 
     def returned(self, job_id: str) -> bool:
-        """The attempt came back unstarted. It goes first in line again, unless it was being
+        """The attempt came back unstarted. It goes back to its place in line, unless it was being
         cancelled: then True is returned and the job is done (record it Cancelled)."""
-        retry, cancelled = job_id in self._retrying, job_id in self._cancelling
+        retry, cancelled, place = job_id in self._retrying, job_id in self._cancelling, self._in_flight[job_id]
         self._leave_flight(job_id)
         if cancelled:
             return True
@@ -321,7 +325,7 @@ class Scheduler:
         else:
             self._pending.add(job_id)
             if not self._unmet[job_id]:  # (a follow-on whose job failed waits on)
-                self._push(job_id, front=True)
+                heapq.heappush(self._heap, place)  # the FIFO's given back are in the heap too
         return False
 
     def cancel(self, job_id: str) -> CancelAction:
@@ -349,6 +353,6 @@ class Scheduler:
         if need is not None:
             for name, amount in need:
                 self._in_use[name] -= amount
-        self._in_flight.discard(job_id)
+        self._in_flight.pop(job_id, None)
         self._retrying.discard(job_id)
         self._cancelling.discard(job_id)

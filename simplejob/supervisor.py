@@ -277,7 +277,7 @@ class Supervisor:
         return transition(record, JobRunningStatus.Running, **fields)
 
     def _returned(self, record: JobRecord) -> None:
-        """An attempt came back unstarted: it goes first in line again (unless it was cancelled)."""
+        """An attempt came back unstarted: it goes back to its place in line (unless it was cancelled)."""
         if self.scheduler.returned(record.id):
             self.writer.record(self._finish(record, JobRunningStatus.Cancelled, self.clock.time(), reason="cancelled"))
 

@@ -199,6 +199,44 @@ def test_a_returned_attempt_goes_first_again_among_its_priority():
     assert s.take(2) == ["c", "d"]
 
 
+def test_attempts_given_back_together_keep_their_order_with_priorities():
+    # a worker gives back what waited behind a long job in the order it got them: taking them
+    # again must not reverse them (equal priorities start in entry order, however often returned)
+    waits = dict.fromkeys(["first", "low", "plain", "high", "mid"], [])
+    s, _ = make(waits, priorities={"low": -1, "high": 10, "mid": 5})
+    assert s.take(3) == ["high", "mid", "first"]
+    s.returned("mid")
+    s.returned("first")
+    assert s.take(3) == ["mid", "first", "plain"]
+    s.returned("first")
+    s.returned("plain")
+    assert s.take(5) == ["first", "plain", "low"]
+
+
+def test_attempts_given_back_together_keep_their_order_in_the_plain_fifo():
+    s, _ = make(dict.fromkeys("abcdef", []))
+    assert s.take(4) == ["a", "b", "c", "d"]
+    s.returned("b")
+    s.returned("c")
+    s.returned("d")
+    assert s.take(2) == ["b", "c"]
+    s.returned("c")
+    assert s.take(5) == ["c", "d", "e", "f"]
+    assert not s.done()
+    for job in "abcdef":
+        s.finished(job, "ok")
+    assert s.done()
+
+
+def test_a_follow_on_is_not_handed_out_while_a_given_back_job_waits_in_line():
+    s, _ = make({"a": [], "b": [], "c": ["a"]})
+    assert s.take(2) == ["a", "b"]
+    s.returned("b")
+    assert s.follow("a", 4) == []  # b is ready and in line: c must not pass it
+    assert s.take(1) == ["b"]
+    assert s.follow("a", 4) == ["c"]
+
+
 def test_resources_cap_what_runs_at_once_without_head_of_line_blocking():
     waits = {"gpu1": [], "gpu2": [], "cpu": [], "db": [], "gpu3": []}
     needs = {"gpu1": {"gpu": 1}, "gpu2": {"gpu": 1}, "gpu3": {"gpu": 1}, "db": {"db": 1, "gpu": 0.5}}
