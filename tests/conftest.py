@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 import uuid
@@ -19,6 +20,15 @@ import psutil
 import pytest
 
 MARKER = "SIMPLEJOB_TEST_SESSION"
+
+# The suite starts commands as a terminal would: SIGINT and SIGQUIT with their default actions.
+# A runner started with "&" by a non-interactive shell ignores both, and exec keeps a signal
+# ignored (simplejob, like make, leaves it so): Ctrl-C would do nothing, and a job would start
+# with SIGQUIT ignored. Python's handler for SIGINT is reset to the default by exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if hasattr(signal, "SIGQUIT") and signal.getsignal(signal.SIGQUIT) is signal.SIG_IGN:  # (not on Windows)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 def session_processes(marker: str, variable: str = MARKER) -> list[psutil.Process]:
