@@ -162,6 +162,10 @@ class Scheduler:
     def in_flight(self) -> bool:
         return bool(self._in_flight)
 
+    def cancelling(self, job_id: str) -> bool:
+        """cancel() asked for this job while it was in flight: it must not run again."""
+        return job_id in self._cancelling
+
     def waiting_retries(self) -> list[str]:
         """The jobs waiting out a retry delay (they hold no slot)."""
         return [job_id for _, _, job_id in sorted(self._retries)]

@@ -294,6 +294,10 @@ class Supervisor:
             reason = "cancelled"
             history = self._ended(record, event, ran, "cancelled", reason)
             line = self._finish(record, JobRunningStatus.Cancelled, event.t, reason=reason, history=history)
+        elif event.timed_out and record.attempts <= definition.retry and self.scheduler.cancelling(record.id):
+            # it timed out while the cancel was on its way to it: no retry, as asked
+            history = self._ended(record, event, ran, "timedOut", event.reason)
+            line = self._finish(record, JobRunningStatus.Cancelled, event.t, reason="cancelled", history=history)
         elif event.timed_out and record.attempts <= definition.retry:
             wait = definition.retry_wait(record.attempts)
             self.scheduler.retry_after(record.id, wait)

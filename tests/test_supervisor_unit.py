@@ -158,6 +158,31 @@ def test_cancel_racing_an_attempt_that_already_succeeded_keeps_the_success(tmp_p
     assert list(b.executor.submitted) == ["b"]
 
 
+def test_cancel_racing_an_attempt_that_timed_out_with_retries_left_is_not_retried(tmp_path):
+    # the attempt timed out in its worker while the cancel was on its way there
+    jobs = [
+        {"id": "t", "commandLine": "x", "timeout": 1, "retry": 2, "delay": 0},
+        {"id": "w", "commandLine": "x", "waiting": ["t"]},
+        {"id": "other", "commandLine": "x"},
+    ]
+    b = Batch(tmp_path, jobs, slots=1)
+    b.step()
+    b.executor.start("t")
+    b.supervisor.cancel(["t"])
+    assert b.executor.cancelled == ["t"]
+    b.executor.time_out("t", 1)
+    b.step()
+    record = b.on_disk().records["t"]
+    assert record.runningStatus == Cancelled and record.reason == "cancelled"
+    assert [attempt["result"] for attempt in record.history] == ["timedOut"]  # what the attempt did
+    b.clock.advance(10)
+    b.step()
+    assert [job for job, _ in b.executor.history] == ["t", "other"]  # t never again; the gate stays open
+    b.run_ok("other")
+    assert b.step() is True
+    assert b.status("w") == Ready  # never runs: what it waits on was cancelled
+
+
 def test_cancel_of_a_job_waiting_for_its_retry_or_for_its_dependencies_is_immediate(tmp_path):
     jobs = [
         {"id": "t", "commandLine": "x", "timeout": 1, "retry": 1, "delay": 60},
