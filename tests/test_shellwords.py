@@ -3,6 +3,7 @@ arguments for every string, the same ValueError for every string shlex cannot re
 
 from __future__ import annotations
 
+import os
 import shlex
 
 import pytest
@@ -10,6 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simplejob import shellwords
+
+SCALE = int(os.environ.get("SIMPLEJOB_PROPERTY_SCALE", "1"))
+FIXED = SCALE == 1  # the suite runs the same examples every time (see test_properties.py)
 
 # Every character that means something to shlex, the whitespace it does not split on, and letters.
 ALPHABET = " \t\r\n\x0b\x0c\x1c\x85\xa0\u2000\u3000'\"\\#$`;|&()*?ab é"
@@ -29,7 +33,7 @@ def our_result(command: str) -> list[str] | str:
         return f"ValueError: {error}"
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=1500 * SCALE, deadline=None, derandomize=FIXED)
 @given(st.text(alphabet=ALPHABET, max_size=30))
 def test_split_is_shlex_split_on_random_strings(command):
     assert our_result(command) == shlex_result(command)
@@ -86,7 +90,7 @@ def test_a_long_command_that_cannot_be_read_is_refused_without_backtracking(comm
     assert our_result(command) == shlex_result(command)
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=1500 * SCALE, deadline=None, derandomize=FIXED)
 @given(st.text(alphabet=ALPHABET, max_size=30))
 def test_readable_and_problem_say_whether_shlex_can_split_and_why_not(command):
     expected = shlex_result(command)
