@@ -17,23 +17,26 @@ Where things are:
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
 
 from ..errors import SimplejobError
-from . import logs, parser, pictures, run, status
+from . import parser
 from .parser import EXIT_INTERRUPTED, EXIT_USAGE
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell tool killed by the closed pipe would return
 
+# command -> (module, function), imported when that command runs: `--version`, `--help` or
+# `logs` need neither rich nor psutil nor the manager (95 -> 30 ms for `simplejob --version`)
 COMMANDS = {
-    "run": run.command,
-    "status": status.command,
-    "logs": logs.command,
-    "forget": logs.forget_command,
-    "graph": pictures.graph_command,
-    "report": pictures.report_command,
+    "run": ("run", "command"),
+    "status": ("status", "command"),
+    "logs": ("logs", "command"),
+    "forget": ("logs", "forget_command"),
+    "graph": ("pictures", "graph_command"),
+    "report": ("pictures", "report_command"),
 }
 
 
@@ -49,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse(argv)
         if args is None:
             return EXIT_USAGE
-        return COMMANDS[args.command](args)
+        module, function = COMMANDS[args.command]
+        return int(getattr(importlib.import_module(f".{module}", __name__), function)(args))
     except BrokenPipeError:
         # `simplejob status x | head -1`: the reader left. Say nothing more (no traceback), and
         # point stdout at /dev/null so that the interpreter's final flush does not fail again.
