@@ -7,7 +7,7 @@ Where things are:
     location.py  where a batch lives (.simplejob/<name>/ beside the jobs file) and what a TARGET names
     describe.py  the words for a job's outcome, and which jobs are blocked by a failure
     run.py       `run`: the batch, its exit code, the summary, a failed job's last lines
-    progress.py  what `run` shows meanwhile: the live view on a terminal, one line per job otherwise
+    progress.py  what `run` shows meanwhile: one line per job, or on a terminal liveview.py's bar
     dryrun.py    `run -n`: what would run, in order, and why
     status.py    `status`: the table, --json, --watch
     logs.py      `logs`, `logs --follow`; `forget` (on simplejob.forget)

@@ -4,7 +4,7 @@
     follow() (a thread)  --reads, never locks-------------------------------^
          |  each tick: the records
          v
-    LiveView (a terminal: rich bar, running jobs, failures, ETA)  or  PlainLines (one line per job)
+    LiveView (a terminal: rich bar, running jobs, failures, ETA; liveview.py)  or  PlainLines (one line per job)
 
 The view reads the state file like `simplejob status` does, instead of asking the JobManager,
 so that the main thread stays in JobManager.run(), where Ctrl-C and SIGTERM stop the batch.
@@ -15,14 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import time
 from typing import Protocol, TextIO
-
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
-from rich.text import Text
 
 from .. import statefile
 from ..errors import StateFileError
@@ -30,7 +23,6 @@ from ..model import ENDED, JobRecord, JobRunningStatus
 from .describe import last_lines, log_path, outcome, seconds
 
 TICK = 0.1  # seconds between two reads of the state file
-RUNNING_SHOWN = 10  # running jobs listed in the live view; the others are counted
 TAIL_LINES = 20  # last lines of a failed job's output shown on stderr
 
 
@@ -95,7 +87,7 @@ def failure_tail(record: JobRecord, log_dir: str | None) -> str:
     return f"{head}; last lines, {where}\n{body}" if lines else f"{head}; {where}\n{body}"
 
 
-class _Tracker:
+class Tracker:
     """Which of the selected jobs ended since the last tick (each is reported once)."""
 
     def __init__(self, selected: list[str]) -> None:
@@ -131,7 +123,7 @@ class PlainLines:
 
     def __init__(self, out: TextIO, selected: list[str], log_dir: str | None) -> None:
         self.out, self.log_dir = out, log_dir
-        self.tracker = _Tracker(selected)
+        self.tracker = Tracker(selected)
         self.total = len(selected)
         self.lock = threading.Lock()
 
@@ -151,57 +143,6 @@ class PlainLines:
 
     def stop(self) -> None:
         pass
-
-
-class LiveView:
-    """A terminal: a bar with done/total, elapsed and ETA, the running jobs with their elapsed
-    time, and each failure printed above the view as it happens. Redrawn by rich."""
-
-    def __init__(self, console: Console, selected: list[str]) -> None:
-        self.console = console
-        self.tracker = _Tracker(selected)
-        self.progress = Progress(
-            TextColumn("[bold]jobs"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("elapsed"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-        )
-        self.task = self.progress.add_task("jobs", total=len(selected))
-        self.running = Text("")
-        self.failures = 0
-        self.lock = threading.Lock()
-        self.live = Live(self._view(), console=console, refresh_per_second=8, transient=False)
-        self.live.start()
-
-    def _view(self) -> Group:
-        return Group(self.progress, self.running)
-
-    def update(self, records: dict[str, JobRecord]) -> None:
-        with self.lock:
-            for record in self.tracker.ended(records):
-                if record.failure():
-                    self.failures += 1
-                    self.live.console.print(Text(f"✗ {record.id}: {outcome(record)}", style="red"))
-            self.progress.update(self.task, completed=self.tracker.done)
-            now = time.time()
-            running = [r for r in records.values() if r.runningStatus == JobRunningStatus.Running]
-            table = Table.grid(padding=(0, 2))
-            for record in running[:RUNNING_SHOWN]:
-                started = record.startTimestamp or now
-                attempt = f"attempt {record.attempts}" if record.attempts > 1 else ""
-                table.add_row(Text("running", style="cyan"), record.id, seconds(max(0.0, now - started)), attempt)
-            more = len(running) - RUNNING_SHOWN
-            extra = Text(f"and {more} more running") if more > 0 else Text("")
-            self.live.update(Group(self.progress, table, extra))
-
-    def stop(self) -> None:
-        with self.lock:
-            self.live.update(self.progress)  # the final picture: the bar, no running list
-            self.live.stop()
 
 
 def follow(path: str, base_generation: int, display: Display, stop: threading.Event) -> None:

@@ -13,15 +13,13 @@ import sys
 import threading
 import time
 
-from rich.console import Console
-
 from .. import statefile
 from ..errors import CalledJobError, SimplejobError, StateNotWritten, SupervisorDied
 from ..manager import JobManager
 from ..model import JobDefinition, JobRecord, JobRunningStatus
 from ..scheduler import closure
 from ..validation import parse_contexts
-from . import dryrun, htmlreport, location, progress, status
+from . import dryrun, location, progress
 from .describe import blocked_by, counts, counts_line, seconds
 from .parser import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 
@@ -111,7 +109,9 @@ def _run(
     out = sys.stderr if quiet_stdout else sys.stdout
     display: progress.Display
     if out.isatty():
-        display = progress.LiveView(Console(file=out), selected)
+        from .liveview import LiveView  # (rich: only for a terminal)
+
+        display = LiveView(out, selected)
     else:
         display = progress.PlainLines(out, selected, batch.logOutputDirectory or None)
     started = time.monotonic()
@@ -163,7 +163,7 @@ def _finish(
     chosen = {job_id: records[job_id] for job_id in selected if job_id in records}
     blocked = blocked_by(chosen)
     failed = [r for r in chosen.values() if r.failure() and r.runningStatus != JobRunningStatus.Interrupted]
-    if isinstance(display, progress.LiveView):  # plain lines showed each failure as it happened
+    if not isinstance(display, progress.PlainLines):  # plain lines showed each failure as it happened
         for record in failed[:MAX_TAILS]:
             sys.stderr.write(progress.failure_tail(record, batch.logOutputDirectory or None))
     if args.report or args.referenceForm:
@@ -200,6 +200,8 @@ def _finish(
 
 def _write_html(output: str, state_file: str) -> None:
     """`run --html FILE`: the report of the batch as it ended (finished, failed or interrupted)."""
+    from . import htmlreport, status  # (rich and psutil: not for every run)
+
     try:
         htmlreport.write(status.read(state_file), output)
     except (OSError, ValueError, SimplejobError) as error:
