@@ -41,13 +41,10 @@ import tempfile
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from fakes import FakeClock, InMemoryExecutor
-from simplejob import statefile, statewriter
+from fakes import Batch
 from simplejob.model import ENDED, JobRecord, JobRunningStatus
-from simplejob.protocol import BatchOptions, SupervisorExit
+from simplejob.protocol import SupervisorExit
 from simplejob.scheduler import closure
-from simplejob.supervisor import Supervisor
-from simplejob.validation import parse_contexts
 
 SCALE = int(os.environ.get("SIMPLEJOB_PROPERTY_SCALE", "1"))
 FIXED = SCALE == 1  # the suite runs the same examples every time (see test_properties.py)
@@ -58,38 +55,6 @@ RetryOut, Cancelled, Interrupted = JobRunningStatus.RetryOut, JobRunningStatus.C
 TIMEOUT = 1  # every job with a timeout has this one (the test says when an attempt timed out)
 DIED = "its worker process died"
 STOPPED = "interrupted by SIGTERM"
-
-
-class Batch:
-    """A Supervisor with a real StateWriter on a state file in directory, the in-memory executor
-    and the fake clock (as tests/test_supervisor_unit.py builds it)."""
-
-    def __init__(self, directory, contexts, *, slots=2, keep_going=False, targets=None, resources=None, kept=()):
-        self.clock = FakeClock()
-        self.path = os.path.join(directory, "state.json")
-        options: BatchOptions = {"maxWorkers": slots, "keepGoing": keep_going, "logOutputDirectory": None}
-        if targets is not None:
-            options["targets"] = targets
-        if resources is not None:
-            options["resources"] = resources
-        records = {d.id: JobRecord(d) for d in parse_contexts(contexts)}
-        for job_id in kept:  # done by an earlier batch, kept by a resume (resume.plan)
-            records[job_id] = JobRecord(records[job_id].definition, Completed, exitCode=0, attempts=1, resumed=True)
-        self.state = statefile.State(
-            path=self.path, generation=0, supervisor={}, options=dict(options), records=records
-        )
-        self.writer = statewriter.StateWriter(self.path, self.state, clock=self.clock)
-        self.writer.start()
-        self.executor = InMemoryExecutor(self.clock, slots)
-        self.supervisor = Supervisor(self.state, self.writer, options, self.executor, clock=self.clock)
-
-    def step(self) -> bool:
-        return self.supervisor.step()
-
-    def on_disk(self) -> statefile.State:
-        state = statefile.load(self.path)
-        assert state is not None
-        return state
 
 
 class Model:

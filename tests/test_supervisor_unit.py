@@ -9,48 +9,13 @@ import json
 
 import pytest
 
-from fakes import EPOCH, FakeClock, InMemoryExecutor
-from simplejob import jsonline, statefile, statewriter
-from simplejob.model import JobRecord, JobRunningStatus
-from simplejob.protocol import BatchOptions, Event, SupervisorExit
-from simplejob.supervisor import Supervisor
-from simplejob.validation import parse_contexts
+from fakes import EPOCH, Batch
+from simplejob import jsonline
+from simplejob.model import JobRunningStatus
+from simplejob.protocol import Event, SupervisorExit
 
 Ready, Running, Completed = JobRunningStatus.Ready, JobRunningStatus.Running, JobRunningStatus.Completed
 RetryOut, Cancelled, Interrupted = JobRunningStatus.RetryOut, JobRunningStatus.Cancelled, JobRunningStatus.Interrupted
-
-
-class Batch:
-    def __init__(self, tmp_path, contexts, *, slots=2, keep_going=False, targets=None):
-        self.clock = FakeClock()
-        self.path = str(tmp_path / "state.json")
-        options: BatchOptions = {"maxWorkers": slots, "keepGoing": keep_going, "logOutputDirectory": None}
-        if targets is not None:
-            options["targets"] = targets
-        records = {d.id: JobRecord(d) for d in parse_contexts(contexts)}
-        self.state = statefile.State(
-            path=self.path, generation=0, supervisor={}, options=dict(options), records=records
-        )
-        self.writer = statewriter.StateWriter(self.path, self.state, clock=self.clock)
-        self.writer.start()
-        self.executor = InMemoryExecutor(self.clock, slots)
-        self.supervisor = Supervisor(self.state, self.writer, options, self.executor, clock=self.clock)
-
-    def step(self) -> bool:
-        return self.supervisor.step()
-
-    def status(self, job_id):
-        return self.state.records[job_id].runningStatus
-
-    def on_disk(self) -> statefile.State:
-        state = statefile.load(self.path)
-        assert state is not None
-        return state
-
-    def run_ok(self, job_id):
-        self.executor.start(job_id)
-        self.clock.advance(0.5)
-        self.executor.finish(job_id, 0)
 
 
 def test_a_timed_out_job_is_retried_after_delay_times_backoff_then_ends_retry_out(tmp_path):
