@@ -316,7 +316,11 @@ class Supervisor:
             # Cut short by something outside the job (its worker died, the batch is stopping).
             reason = self.interrupted or event.reason
             history = self._ended(record, event, ran, "interrupted", reason)
-            line = self._finish(record, JobRunningStatus.Interrupted, event.t, reason=reason, history=history)
+            if self.scheduler.cancelling(record.id) and not self.interrupted:
+                # its worker died while the cancel was on its way: cancelled, as asked (the gate stays open)
+                line = self._finish(record, JobRunningStatus.Cancelled, event.t, reason="cancelled", history=history)
+            else:
+                line = self._finish(record, JobRunningStatus.Interrupted, event.t, reason=reason, history=history)
         else:
             reason = event.reason
             if reason is None and event.exit_code != 0:

@@ -21,8 +21,8 @@ The rules checked (supervisor.py, scheduler.py, docs/state-file.md):
 - the supervisor wastes no slot: after a turn, a free slot means nothing may start now;
 - cancel() of a job that is not in flight ends it Cancelled at once; of one in flight, asks the
   executor to kill it, and the job then ends Cancelled unless its attempt ended with a result of
-  its own (an exit code, RetryOut after its last timeout, Interrupted by its worker's death); a
-  cancelled job is never submitted again;
+  its own (an exit code, RetryOut after its last timeout; its worker's death is no result of its
+  own: Cancelled too, unless the batch is stopping); a cancelled job is never submitted again;
 - each record (status, exit code, attempts started, reason, pid, the results of its attempts)
   is what the events say, in memory and on disk (statefile.load, what a resume reads) after every
   turn; step() says the batch is done exactly when nothing runs, no retry waits and nothing more
@@ -171,7 +171,10 @@ class Model:
                 self.end(job_id, Completed, None if code == 0 else f"exit code {code}", code)
             elif kind == "died":
                 self.results[job_id].append(("interrupted", None))
-                self.end(job_id, Interrupted, self.interrupted or DIED)
+                if cancelling and not self.interrupted:  # the cancel was on its way: as asked
+                    self.end(job_id, Cancelled, "cancelled")
+                else:
+                    self.end(job_id, Interrupted, self.interrupted or DIED)
             elif kind == "cancelled":
                 if ran:
                     self.results[job_id].append(("cancelled", None))

@@ -148,6 +148,24 @@ def test_cancel_racing_an_attempt_that_timed_out_with_retries_left_is_not_retrie
     assert b.status("w") == Ready  # never runs: what it waits on was cancelled
 
 
+def test_cancel_racing_the_death_of_the_attempts_worker_records_it_cancelled_and_the_batch_goes_on(tmp_path):
+    jobs = [
+        {"id": "a", "commandLine": "x"},
+        {"id": "b", "commandLine": "x", "waiting": ["a"]},
+        {"id": "o", "commandLine": "x"},
+    ]
+    b = Batch(tmp_path, jobs, slots=1)
+    b.step()
+    b.executor.start("a")
+    b.supervisor.cancel(["a"])
+    b.executor.finish("a", None, reason="its worker process (pid 1) died (signal 9); its process tree was killed")
+    b.step()
+    record = b.on_disk().records["a"]
+    assert record.runningStatus == Cancelled and record.reason == "cancelled"
+    assert [attempt["result"] for attempt in record.history] == ["interrupted"]
+    assert [job for job, _ in b.executor.history] == ["a", "o"]  # without keepGoing, the gate stays open
+
+
 def test_cancel_of_a_job_waiting_for_its_retry_or_for_its_dependencies_is_immediate(tmp_path):
     jobs = [
         {"id": "t", "commandLine": "x", "timeout": 1, "retry": 1, "delay": 60},
