@@ -49,10 +49,16 @@ def random_batch(rng: random.Random) -> list[dict]:
 
 @pytest.mark.parametrize("seed", range(4))
 def test_cancels_at_random_moments_leave_a_batch_that_ends_by_the_rules(tmp_path, seed):
-    rng = random.Random(seed)
+    manager = JobManager(stateFile=str(tmp_path / "state.json"), maxWorkers=2, keepGoing=True)
+    run_with_cancels(manager, random.Random(seed))
+
+
+def run_with_cancels(manager: JobManager, rng: random.Random) -> None:
+    """Run a random batch with cancels at random moments, and check its state file (also on Dask:
+    tests/test_dask.py)."""
     contexts = random_batch(rng)
-    path = tmp_path / "state.json"
-    manager = JobManager(stateFile=str(path), maxWorkers=2, keepGoing=True)
+    assert manager.stateFile is not None
+    path = manager.stateFile
     manager.entry(contexts)
     manager.runAllReadyJobs()
     cancelled: dict[str, float] = {}  # id -> when cancel() was first called for it

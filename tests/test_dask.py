@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import random
 import selectors
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from conftest import py, read_state, wait_until
 from simplejob import BatchInterrupted, CalledJobError, JobManager, JobRunningStatus
 from simplejob.errors import ClusterError, MissingExtra
 from simplejob.workers.dask_executor import DaskExecutor
+from test_cancel_chaos import run_with_cancels
 from test_process_control import GRACE, alive, tree_job, wait_for_pids
 
 Completed, Interrupted, Cancelled = JobRunningStatus.Completed, JobRunningStatus.Interrupted, JobRunningStatus.Cancelled
@@ -166,6 +168,12 @@ def test_priorities_order_the_starts_on_dask(tmp_path, cluster):
     jm.entry(jobs)
     jm.run(interval=0.05)
     assert trace.read_text().split() == [f"j{i}" for i in reversed(range(6))]
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_cancels_at_random_moments_on_dask_leave_a_batch_that_ends_by_the_rules(tmp_path, cluster, seed):
+    """test_cancel_chaos.py's batches on the cluster: cancels race the tasks' own ends there."""
+    run_with_cancels(manager(tmp_path, cluster, keepGoing=True), random.Random(seed))
 
 
 def test_asking_for_dask_without_the_extra_names_it(monkeypatch):
