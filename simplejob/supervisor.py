@@ -290,15 +290,16 @@ class Supervisor:
         self.begun.discard(record.id)
         definition = record.definition
         reason: str | None
-        if event.cancelled:
-            reason = "cancelled"
-            history = self._ended(record, event, ran, "cancelled", reason)
-            line = self._finish(record, JobRunningStatus.Cancelled, event.t, reason=reason, history=history)
-        elif event.timed_out and record.attempts <= definition.retry and self.scheduler.cancelling(record.id):
-            # it timed out while the cancel was on its way to it: no retry, as asked
-            history = self._ended(record, event, ran, "timedOut", event.reason)
+        retried = event.timed_out and record.attempts <= definition.retry
+        cut_short = event.exit_code is None and not (event.timed_out or event.cancelled or self.interrupted)
+        if event.cancelled or (self.scheduler.cancelling(record.id) and (retried or cut_short)):
+            # Cancelled, also when the cancel was on its way as the attempt ended other than by a
+            # result of its own (a timeout it would be retried after, its worker's death); the
+            # attempt keeps what happened to it in the history. The fail-fast gate stays open.
+            result: AttemptResult = "cancelled" if event.cancelled else "timedOut" if event.timed_out else "interrupted"
+            history = self._ended(record, event, ran, result, "cancelled" if event.cancelled else event.reason)
             line = self._finish(record, JobRunningStatus.Cancelled, event.t, reason="cancelled", history=history)
-        elif event.timed_out and record.attempts <= definition.retry:
+        elif retried:
             wait = definition.retry_wait(record.attempts)
             self.scheduler.retry_after(record.id, wait)
             history = self._ended(record, event, ran, "timedOut", event.reason)
@@ -316,11 +317,7 @@ class Supervisor:
             # Cut short by something outside the job (its worker died, the batch is stopping).
             reason = self.interrupted or event.reason
             history = self._ended(record, event, ran, "interrupted", reason)
-            if self.scheduler.cancelling(record.id) and not self.interrupted:
-                # its worker died while the cancel was on its way: cancelled, as asked (the gate stays open)
-                line = self._finish(record, JobRunningStatus.Cancelled, event.t, reason="cancelled", history=history)
-            else:
-                line = self._finish(record, JobRunningStatus.Interrupted, event.t, reason=reason, history=history)
+            line = self._finish(record, JobRunningStatus.Interrupted, event.t, reason=reason, history=history)
         else:
             reason = event.reason
             if reason is None and event.exit_code != 0:
