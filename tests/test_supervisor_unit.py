@@ -123,8 +123,19 @@ def test_cancel_racing_an_attempt_that_already_succeeded_keeps_the_success(tmp_p
     assert list(b.executor.submitted) == ["b"]
 
 
-def test_cancel_racing_an_attempt_that_timed_out_with_retries_left_is_not_retried(tmp_path):
-    # the attempt timed out in its worker while the cancel was on its way there
+DIED = "its worker process (pid 1) died (signal 9); its process tree was killed"
+
+
+@pytest.mark.parametrize(
+    "end, result",
+    [
+        (lambda executor: executor.time_out("t", 1), "timedOut"),  # with retries left: not retried
+        (lambda executor: executor.finish("t", None, reason=DIED), "interrupted"),  # not a failure of its own
+    ],
+    ids=["timed out", "worker died"],
+)
+def test_cancel_racing_an_end_that_is_not_the_jobs_own_result_records_it_cancelled(tmp_path, end, result):
+    # the attempt ended in its worker while the cancel was on its way there
     jobs = [
         {"id": "t", "commandLine": "x", "timeout": 1, "retry": 2, "delay": 0},
         {"id": "w", "commandLine": "x", "waiting": ["t"]},
@@ -135,35 +146,17 @@ def test_cancel_racing_an_attempt_that_timed_out_with_retries_left_is_not_retrie
     b.executor.start("t")
     b.supervisor.cancel(["t"])
     assert b.executor.cancelled == ["t"]
-    b.executor.time_out("t", 1)
+    end(b.executor)
     b.step()
     record = b.on_disk().records["t"]
     assert record.runningStatus == Cancelled and record.reason == "cancelled"
-    assert [attempt["result"] for attempt in record.history] == ["timedOut"]  # what the attempt did
+    assert [attempt["result"] for attempt in record.history] == [result]  # what the attempt did
     b.clock.advance(10)
     b.step()
     assert [job for job, _ in b.executor.history] == ["t", "other"]  # t never again; the gate stays open
     b.run_ok("other")
     assert b.step() is True
     assert b.status("w") == Ready  # never runs: what it waits on was cancelled
-
-
-def test_cancel_racing_the_death_of_the_attempts_worker_records_it_cancelled_and_the_batch_goes_on(tmp_path):
-    jobs = [
-        {"id": "a", "commandLine": "x"},
-        {"id": "b", "commandLine": "x", "waiting": ["a"]},
-        {"id": "o", "commandLine": "x"},
-    ]
-    b = Batch(tmp_path, jobs, slots=1)
-    b.step()
-    b.executor.start("a")
-    b.supervisor.cancel(["a"])
-    b.executor.finish("a", None, reason="its worker process (pid 1) died (signal 9); its process tree was killed")
-    b.step()
-    record = b.on_disk().records["a"]
-    assert record.runningStatus == Cancelled and record.reason == "cancelled"
-    assert [attempt["result"] for attempt in record.history] == ["interrupted"]
-    assert [job for job, _ in b.executor.history] == ["a", "o"]  # without keepGoing, the gate stays open
 
 
 def test_cancel_of_a_job_waiting_for_its_retry_or_for_its_dependencies_is_immediate(tmp_path):
